@@ -1,0 +1,24 @@
+"""The ``shopfusion`` command line. Each sub-module registers its own commands."""
+
+from __future__ import annotations
+
+import typer
+
+from shopfusion.cli.demo import register as register_demo
+from shopfusion.cli.evaluate import register as register_evaluate
+from shopfusion.cli.ingest import register as register_ingest
+from shopfusion.cli.report import register as register_report
+from shopfusion.cli.sample import register as register_sample
+
+app = typer.Typer(
+    name="shopfusion",
+    help="Product search and recommendations from pretrained encoders fused with behavioural models.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+for _register in (register_demo, register_sample, register_ingest, register_evaluate, register_report):
+    _register(app)
+
+
+def main() -> None:
+    app()

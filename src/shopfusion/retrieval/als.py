@@ -1,0 +1,90 @@
+"""Alternating least squares on implicit feedback (Hu, Koren & Volinsky 2008) via ``implicit``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+from implicit.cpu.als import AlternatingLeastSquares
+from threadpoolctl import threadpool_limits
+
+from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.errors import ModelFitError
+from shopfusion.retrieval.base import Retriever, TrainData
+
+
+class ALSRetriever(Retriever):
+    """Matrix factorisation; a request's user vector is solved from its history at query time,
+    so new users and sessions are served without retraining (same solver as training)."""
+
+    name: ClassVar[str] = "als"
+    search_space: ClassVar[tuple[Mapping[str, Any], ...]] = tuple(
+        {"factors": 128, "regularization": r, "alpha": a} for r in (0.01, 1.0) for a in (1.0, 10.0)
+    )
+
+    def __init__(
+        self,
+        factors: int = 128,
+        regularization: float = 0.01,
+        alpha: float = 1.0,
+        iterations: int = 15,
+        recency_half_life: float | None = None,
+        random_state: int = 42,
+    ) -> None:
+        self.factors = factors
+        self.regularization = regularization
+        self.alpha = alpha
+        self.iterations = iterations
+        self.recency_half_life = recency_half_life
+        self.random_state = random_state
+
+    def _model(self) -> AlternatingLeastSquares:
+        # implicit warns at construction when BLAS is multi-threaded; its own threads do the work.
+        with threadpool_limits(1, "blas"):
+            return AlternatingLeastSquares(
+                factors=self.factors,
+                regularization=self.regularization,
+                alpha=self.alpha,
+                iterations=self.iterations,
+                random_state=self.random_state,
+            )
+
+    def _fit(self, data: TrainData) -> None:
+        model = self._model()
+        user_items = data.histories.to_csr(recency_half_life=self.recency_half_life)
+        # implicit parallelises itself; an outer BLAS pool would oversubscribe the cores.
+        with threadpool_limits(1, "blas"):
+            model.fit(user_items, show_progress=False)
+        factors = np.asarray(model.item_factors, dtype=np.float32)
+        if not np.all(np.isfinite(factors)):
+            raise ModelFitError(
+                "ALS produced non-finite item factors: raise `regularization` or lower `alpha`"
+            )
+        self.item_factors_ = factors
+        self._solver = model
+
+    def _solver_model(self) -> AlternatingLeastSquares:
+        if not hasattr(self, "_solver"):
+            model = self._model()
+            model.item_factors = self.item_factors_
+            model.user_factors = np.zeros((0, self.item_factors_.shape[1]), dtype=np.float32)
+            self._solver = model
+        return self._solver
+
+    def user_factors(self, requests: Histories) -> FloatArray:
+        """Least-squares user vectors for each request's history (zeros for an empty history)."""
+        user_items = requests.to_csr(recency_half_life=self.recency_half_life)
+        with threadpool_limits(1, "blas"):
+            factors = self._solver_model().recalculate_user(np.arange(len(requests)), user_items)
+        return np.asarray(factors, dtype=np.float32)
+
+    def _score(self, requests: Histories) -> FloatArray:
+        return self.user_factors(requests) @ self.item_factors_.T
+
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {"item_factors": self.item_factors_}
+
+    def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        self.item_factors_ = arrays["item_factors"]

@@ -1,0 +1,194 @@
+"""The contract every candidate source fulfils.
+
+A :class:`Retriever` learns from :class:`TrainData` in :meth:`~Retriever.fit`
+and then, for a batch of requests (each a time-ordered item history), scores
+every item (:meth:`~Retriever.score`) or returns the top ``k``
+(:meth:`~Retriever.retrieve`). Batch and single requests agree. Trained state
+is saved as a directory with ``manifest.json`` and ``arrays.npz`` (no pickle).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from shopfusion import __version__
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
+from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+
+ARTIFACT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What a retriever learns from: per-user item histories (time order) and, optionally, the catalog."""
+
+    histories: Histories
+    catalog: pd.DataFrame | None = None
+
+    @property
+    def n_items(self) -> int:
+        return self.histories.n_items
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Top-``k`` items per request, best first. Rows with fewer candidates are padded with ``-1``/``-inf``."""
+
+    ids: IntArray
+    scores: FloatArray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class Retriever(ABC):
+    """Base class of candidate sources. Subclasses store hyper-parameters in ``__init__`` only.
+
+    Subclasses implement :meth:`_fit`, :meth:`score`, and the two array hooks used by
+    :meth:`save`/:meth:`load`.
+    """
+
+    name: ClassVar[str]
+    #: Values tried on the validation target by the evaluation harness (one dict per config).
+    search_space: ClassVar[tuple[Mapping[str, Any], ...]] = ({},)
+
+    n_items_: int
+
+    def get_params(self) -> dict[str, Any]:
+        """Hyper-parameters, read from the constructor signature (as in scikit-learn)."""
+        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
+        return {n: getattr(self, n) for n in names}
+
+    def with_params(self, **params: Any) -> Self:
+        unknown = set(params) - set(self.get_params())
+        if unknown:
+            raise ConfigError(
+                f"{self.name}: unknown parameter(s) {sorted(unknown)}; known: {sorted(self.get_params())}"
+            )
+        return type(self)(**{**self.get_params(), **params})
+
+    @property
+    def is_fitted(self) -> bool:
+        return hasattr(self, "n_items_")
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"{self.name} is not fitted yet: call fit(data) or load(path) first")
+
+    def fit(self, data: TrainData) -> Self:
+        """Learn from ``data`` and return ``self``."""
+        self._fit(data)
+        self.n_items_ = data.n_items
+        return self
+
+    @abstractmethod
+    def _fit(self, data: TrainData) -> None: ...
+
+    @abstractmethod
+    def _score(self, requests: Histories) -> FloatArray:
+        """Scores of every item for each request, shape ``(len(requests), n_items)``; higher is better."""
+
+    def score(self, requests: Histories) -> FloatArray:
+        self._check_fitted()
+        if requests.n_items != self.n_items_:
+            raise ConfigError(
+                f"{self.name} was trained on {self.n_items_} items but the request "
+                f"speaks of {requests.n_items}; "
+                "retrain after the catalog changed"
+            )
+        return self._score(requests)
+
+    def retrieve(self, requests: Histories, k: int, exclude_history: bool = True) -> Candidates:
+        """The ``k`` best items per request, best first, without the request's own history by default."""
+        scores = self.score(requests).astype(np.float32, copy=True)
+        if exclude_history:
+            mask_history(scores, requests)
+        return top_k(scores, k)
+
+    # --- persistence -------------------------------------------------------------------------
+    @abstractmethod
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        """Learned state as named arrays."""
+
+    @abstractmethod
+    def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None: ...
+
+    def save(self, path: Path) -> Path:
+        self._check_fitted()
+        path.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, Any] = self._arrays()
+        np.savez(path / "arrays.npz", **arrays)
+        manifest = {
+            "format": ARTIFACT_FORMAT,
+            "kind": "retriever",
+            "name": self.name,
+            "shopfusion_version": __version__,
+            "params": self.get_params(),
+            "n_items": self.n_items_,
+        }
+        (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        manifest = read_manifest(path, expected_name=cls.name)
+        model = cls(**manifest["params"])
+        with np.load(path / "arrays.npz", allow_pickle=False) as arrays:
+            model._restore(arrays)
+        model.n_items_ = int(manifest["n_items"])
+        return model
+
+
+def read_manifest(path: Path, expected_name: str | None = None) -> dict[str, Any]:
+    file = path / "manifest.json"
+    if not file.exists():
+        raise ArtifactError(f"{path} holds no manifest.json: is it a shopfusion artifact?")
+    try:
+        manifest: dict[str, Any] = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ArtifactError(
+            f"{file} is not valid JSON ({exc}); the artifact is corrupt, retrain it"
+        ) from None
+    if manifest.get("format") != ARTIFACT_FORMAT:
+        raise ArtifactError(
+            f"{path} has artifact format {manifest.get('format')!r}; "
+            f"this version reads {ARTIFACT_FORMAT}: retrain"
+        )
+    if expected_name is not None and manifest.get("name") != expected_name:
+        raise ArtifactError(f"{path} holds a {manifest.get('name')!r} model, not {expected_name!r}")
+    return manifest
+
+
+def mask_history(scores: FloatArray, requests: Histories) -> None:
+    """Set the scores of items already in each request's history to ``-inf`` (in place)."""
+    rows = np.repeat(np.arange(len(requests)), requests.lengths())
+    scores[rows, requests.items] = -np.inf
+
+
+def top_k(scores: FloatArray, k: int) -> Candidates:
+    """Best ``k`` per row, best first; ``-inf`` entries become ``-1`` ids."""
+    n, n_items = scores.shape
+    kk = min(k, n_items)
+    if kk == 0:
+        return Candidates(np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32))
+    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
+    part_scores = np.take_along_axis(scores, part, axis=1)
+    # Stable order: by score, then by item index, so batch and single requests agree exactly.
+    order = np.lexsort((part, -part_scores), axis=1)
+    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
+    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    ids[~np.isfinite(best)] = -1
+    if kk < k:
+        ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)
+        best = np.pad(best, ((0, 0), (0, k - kk)), constant_values=-np.inf)
+    return Candidates(ids, best)
