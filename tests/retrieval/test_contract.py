@@ -13,7 +13,8 @@ from shopfusion.retrieval import RETRIEVERS, Retriever, TrainData
 
 # Two clusters need two factors; more would fit noise on ten items.
 SMALL_PARAMS: dict[str, dict[str, object]] = {
-    "als": {"factors": 2, "iterations": 10, "alpha": 10.0, "regularization": 0.1}
+    "als": {"factors": 2, "iterations": 10, "alpha": 10.0, "regularization": 0.1},
+    "sasrec": {"hidden_size": 8, "max_len": 5, "max_epochs": 3, "n_negatives": 4, "n_threads": 1},
 }
 
 

@@ -9,6 +9,7 @@ from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
 from shopfusion.cli.report import register as register_report
 from shopfusion.cli.sample import register as register_sample
+from shopfusion.cli.train import register as register_train
 
 app = typer.Typer(
     name="shopfusion",
@@ -16,7 +17,14 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-for _register in (register_demo, register_sample, register_ingest, register_evaluate, register_report):
+for _register in (
+    register_demo,
+    register_sample,
+    register_ingest,
+    register_train,
+    register_evaluate,
+    register_report,
+):
     _register(app)
 
 

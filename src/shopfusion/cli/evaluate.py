@@ -13,8 +13,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shopfusion.config import load_config
 from shopfusion.data.layouts import load_dataset
-from shopfusion.errors import ShopfusionError
+from shopfusion.errors import ConfigError, ShopfusionError
 from shopfusion.evaluation.benchmark import Protocol, run_rec_benchmark
 
 TABLE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10", "Recall@100", "coverage@10")
@@ -32,8 +33,12 @@ def evaluate_rec(
         Path, typer.Option(help="dataset folder: s3rec or timestamped layout, or a shopfusion export/store")
     ],
     models: Annotated[
-        str, typer.Option(help="comma-separated candidate sources")
-    ] = "popularity,item2item,als",
+        str | None,
+        typer.Option(help="comma-separated single sources, each tuned on validation, instead of a pipeline"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="pipeline config (YAML); default: the packaged default pipeline")
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="write the machine-readable report here")
     ] = None,
@@ -48,14 +53,18 @@ def evaluate_rec(
     if protocol not in ("s3rec-loo", "temporal"):
         raise typer.BadParameter("use s3rec-loo or temporal", param_hint="--protocol")
     try:
+        if models and config:
+            raise ConfigError("give --models or --config, not both")
+        pipeline = load_config(config) if config else None
         dataset = load_dataset(data)
         report = run_rec_benchmark(
             dataset,
-            [m.strip() for m in models.split(",") if m.strip()],
+            [m.strip() for m in models.split(",") if m.strip()] if models else None,
             protocol=_protocol(protocol),
             seed=seed,
             tune=tune,
             progress=sys.stderr.isatty(),
+            config=pipeline,
         )
     except ShopfusionError as exc:
         console.print(f"[red]error:[/red] {exc}")

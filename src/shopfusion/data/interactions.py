@@ -15,6 +15,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from shopfusion.data.idmap import IdMap
+from shopfusion.data.schema import EventType
 from shopfusion.errors import DataError
 
 IntArray = npt.NDArray[np.int64]
@@ -25,19 +26,23 @@ FloatArray = npt.NDArray[np.float32]
 class Histories:
     """Ragged, time-ordered item sequences: row ``i`` is ``items[indptr[i]:indptr[i+1]]``.
 
-    ``users`` names the user index of each row (``-1`` for an anonymous request).
+    ``users`` names the user index of each row (``-1`` for an anonymous request); ``kinds``,
+    when known, holds the :class:`~shopfusion.data.schema.EventType` code of each item.
     """
 
     indptr: IntArray
     items: IntArray
     users: IntArray
     n_items: int
+    kinds: npt.NDArray[np.int8] | None = None
 
     def __post_init__(self) -> None:
         if self.indptr.ndim != 1 or len(self.indptr) != len(self.users) + 1:
             raise DataError("Histories: indptr must have one entry more than users")
         if len(self.items) and (self.items.min() < 0 or self.items.max() >= self.n_items):
             raise DataError(f"Histories: item indices must lie in [0, {self.n_items})")
+        if self.kinds is not None and len(self.kinds) != len(self.items):
+            raise DataError("Histories: kinds must have one entry per item")
 
     @classmethod
     def from_lists(
@@ -45,6 +50,7 @@ class Histories:
         sequences: Sequence[Sequence[int] | IntArray],
         n_items: int,
         users: Sequence[int] | IntArray | None = None,
+        kinds: Sequence[Sequence[int] | npt.NDArray[np.int8]] | None = None,
     ) -> Histories:
         lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
         indptr = np.zeros(len(sequences) + 1, dtype=np.int64)
@@ -59,7 +65,14 @@ class Histories:
             if users is not None
             else np.arange(len(sequences), dtype=np.int64)
         )
-        return cls(indptr, items, user_index, n_items)
+        kind_codes = None
+        if kinds is not None:
+            kind_codes = (
+                np.concatenate([np.asarray(k, dtype=np.int8) for k in kinds])
+                if len(kinds) and indptr[-1]
+                else np.zeros(0, dtype=np.int8)
+            )
+        return cls(indptr, items, user_index, n_items, kind_codes)
 
     def __len__(self) -> int:
         return len(self.users)
@@ -73,7 +86,13 @@ class Histories:
     def rows(self, selection: IntArray | Sequence[int]) -> Histories:
         """The histories of the selected rows, in the given order."""
         sel = np.asarray(selection, dtype=np.int64)
-        return Histories.from_lists([self.row(int(i)) for i in sel], self.n_items, self.users[sel])
+        kinds = None if self.kinds is None else [self.row_kinds(int(i)) for i in sel]
+        return Histories.from_lists([self.row(int(i)) for i in sel], self.n_items, self.users[sel], kinds)
+
+    def row_kinds(self, i: int) -> npt.NDArray[np.int8]:
+        if self.kinds is None:
+            raise DataError("these histories carry no event types")
+        return self.kinds[self.indptr[i] : self.indptr[i + 1]]
 
     def drop_last(self, n: int = 1) -> Histories:
         """Every row without its last ``n`` items (rows shorter than that become empty)."""
@@ -87,13 +106,23 @@ class Histories:
         )
         indptr = np.zeros(len(self) + 1, dtype=np.int64)
         np.cumsum(lengths, out=indptr[1:])
-        return Histories(indptr, self.items[keep], self.users.copy(), self.n_items)
+        kinds = None if self.kinds is None else self.kinds[keep]
+        return Histories(indptr, self.items[keep], self.users.copy(), self.n_items, kinds)
 
     def last(self, n_from_end: int = 1) -> IntArray:
         """The item ``n_from_end`` places from the end of each row (-1 where the row is too short)."""
         out = np.full(len(self), -1, dtype=np.int64)
         ok = self.lengths() >= n_from_end
         out[ok] = self.items[self.indptr[1:][ok] - n_from_end]
+        return out
+
+    def last_kind(self, n_from_end: int = 1) -> npt.NDArray[np.int8]:
+        """Event type code of the item ``n_from_end`` places from the end (-1 where too short)."""
+        if self.kinds is None:
+            raise DataError("these histories carry no event types")
+        out = np.full(len(self), -1, dtype=np.int8)
+        ok = self.lengths() >= n_from_end
+        out[ok] = self.kinds[self.indptr[1:][ok] - n_from_end]
         return out
 
     def to_csr(self, recency_half_life: float | None = None, binary: bool = True) -> sp.csr_matrix:
@@ -149,16 +178,36 @@ class Interactions:
     def n_items(self) -> int:
         return len(self.item_map)
 
-    def histories(self, event_types: Sequence[int] | None = None) -> Histories:
-        """One time-ordered sequence per user index (users with no events get an empty row)."""
+    def histories(self, event_types: Sequence[int] | None = None, collapse_repeats: bool = True) -> Histories:
+        """One time-ordered sequence per user index (users with no events get an empty row).
+
+        With ``collapse_repeats``, consecutive events on the same item (view, click, cart,
+        purchase of one product) become one entry whose kind is the strongest of them:
+        recommendations are about the *next item*, and a purchase of the item just viewed
+        is the outcome of that view, not a new item to predict.
+        """
         mask = (
             np.ones(len(self), dtype=bool) if event_types is None else np.isin(self.event_type, event_types)
         )
         users, items = self.user[mask], self.item[mask]
+        # Search events that name an item count as a view of it when ranking strengths.
+        kinds = np.where(
+            self.event_type[mask] == EventType.SEARCH.code, EventType.VIEW.code, self.event_type[mask]
+        )
+        kinds = kinds.astype(np.int8)
+        if collapse_repeats and len(items):
+            starts = np.ones(len(items), dtype=bool)
+            starts[1:] = (users[1:] != users[:-1]) | (items[1:] != items[:-1])
+            run = np.cumsum(starts) - 1
+            strongest = np.zeros(int(run[-1]) + 1, dtype=np.int8)
+            np.maximum.at(strongest, run, kinds)
+            users, items, kinds = users[starts], items[starts], strongest
         counts = np.bincount(users, minlength=self.n_users)
         indptr = np.zeros(self.n_users + 1, dtype=np.int64)
         np.cumsum(counts, out=indptr[1:])
-        return Histories(indptr, items.copy(), np.arange(self.n_users, dtype=np.int64), self.n_items)
+        return Histories(
+            indptr, items.copy(), np.arange(self.n_users, dtype=np.int64), self.n_items, kinds.copy()
+        )
 
     def subset(self, mask: npt.NDArray[np.bool_]) -> Interactions:
         return Interactions(

@@ -261,6 +261,8 @@ def load_s3rec(folder: Path, name: str) -> LayoutResult:
         cols = table.columns
         titles = dict(zip(cols["item_id"], map(clean_text, cols["title"]), strict=True))
         attributes = {i: json.dumps({"asin": a}) for i, a in zip(cols["item_id"], cols["asin"], strict=True)}
+    if (folder / "item2attributes.json").is_file():
+        attributes = _merge_attribute_ids(folder / "item2attributes.json", attributes, problems)
     item_ids = _item_order(pd.Index(seen), list(titles))
     len_arr = np.asarray(lengths, dtype=np.int64)
     starts = np.repeat(np.cumsum(len_arr) - len_arr, len_arr)
@@ -276,6 +278,26 @@ def load_s3rec(folder: Path, name: str) -> LayoutResult:
     )
     catalog = _catalog(item_ids, titles, attributes)
     return LayoutResult(Dataset(name, catalog, interactions, dict(meta)), problems)
+
+
+def _merge_attribute_ids(
+    path: Path, attributes: dict[str, str], problems: list[RowProblem]
+) -> dict[str, str]:
+    """S3-Rec's ``item2attributes.json`` (item -> brand/category ids, names unknown) as an
+    ``attribute_ids`` attribute: space-separated ids that features can match on."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        problems.append(RowProblem(str(path), 1, ROW, f"not valid JSON ({exc}); attributes ignored"))
+        return attributes
+    merged = dict(attributes)
+    for item, ids in raw.items() if isinstance(raw, dict) else ():
+        if not isinstance(ids, list):
+            continue
+        fields = json.loads(merged.get(str(item), "{}"))
+        fields["attribute_ids"] = " ".join(str(i) for i in ids)
+        merged[str(item)] = json.dumps(fields)
+    return merged
 
 
 def _read_sequences(path: Path, problems: list[RowProblem]) -> tuple[list[str], list[int], list[str]]:

@@ -108,5 +108,9 @@ def _replace_rows(cut: Histories, full: Histories, take_full: np.ndarray) -> His
     """``cut`` with the rows flagged in ``take_full`` replaced by their ``full`` version."""
     if not take_full.any():
         return cut
-    rows = [full.row(i) if take_full[i] else cut.row(i) for i in range(len(full))]
-    return Histories.from_lists(rows, full.n_items, full.users)
+    source = [full if take_full[i] else cut for i in range(len(full))]
+    rows = [h.row(i) for i, h in enumerate(source)]
+    kinds = (
+        None if full.kinds is None or cut.kinds is None else [h.row_kinds(i) for i, h in enumerate(source)]
+    )
+    return Histories.from_lists(rows, full.n_items, full.users, kinds)

@@ -7,9 +7,12 @@ from shopfusion.retrieval.als import ALSRetriever
 from shopfusion.retrieval.base import Retriever
 from shopfusion.retrieval.item2item import ItemToItemRetriever
 from shopfusion.retrieval.popularity import PopularityRetriever
+from shopfusion.retrieval.sequential import SASRecRetriever
+from shopfusion.retrieval.transition import TransitionRetriever
 
 RETRIEVERS: dict[str, type[Retriever]] = {
-    cls.name: cls for cls in (PopularityRetriever, ItemToItemRetriever, ALSRetriever)
+    cls.name: cls
+    for cls in (PopularityRetriever, ItemToItemRetriever, ALSRetriever, TransitionRetriever, SASRecRetriever)
 }
 
 

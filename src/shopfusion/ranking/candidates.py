@@ -1,0 +1,82 @@
+"""Merge the top candidates of every named source, keeping each source's score and rank.
+
+Keeping per-source scores and ranks is what lets fusion learn from them and lets
+"why this item?" be answered later: every candidate knows who proposed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
+from shopfusion.retrieval.base import Retriever, mask_history
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """Candidates of a batch of requests, grouped by request (``group_ptr`` is CSR-style).
+
+    ``source_ranks[c, s]`` is the 1-based rank of candidate ``c`` in source ``s``'s list,
+    ``n_per_source + 1`` when that source did not propose it. ``source_scores`` holds each
+    source's raw score of the candidate, proposed or not.
+    """
+
+    sources: tuple[str, ...]
+    row: IntArray
+    item: IntArray
+    source_scores: FloatArray
+    source_ranks: FloatArray
+    group_ptr: IntArray
+    n_per_source: int
+
+    def __len__(self) -> int:
+        return len(self.item)
+
+    @property
+    def n_requests(self) -> int:
+        return len(self.group_ptr) - 1
+
+
+def generate_candidates(
+    sources: Mapping[str, Retriever], requests: Histories, n_per_source: int | Mapping[str, int]
+) -> CandidateBatch:
+    """Union of each source's top-``n`` (history excluded) for every request."""
+    names = tuple(sources)
+    per_source = {
+        name: (n_per_source if isinstance(n_per_source, int) else n_per_source[name]) for name in names
+    }
+    n, n_items = len(requests), requests.n_items
+    scores = np.empty((len(names), n, n_items), dtype=np.float32)
+    proposed = np.zeros((n, n_items), dtype=bool)
+    ranks = np.zeros((len(names), n, n_items), dtype=np.float32)
+    max_n = max(per_source.values(), default=0)
+    ranks[:] = max_n + 1
+    rows = np.arange(n)[:, None]
+    for s, name in enumerate(names):
+        source_scores = sources[name].score(requests)
+        scores[s] = source_scores
+        masked = source_scores.copy()
+        mask_history(masked, requests)
+        k = min(per_source[name], n_items)
+        top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+        top_scores = np.take_along_axis(masked, top, axis=1)
+        order = np.argsort(-top_scores, axis=1, kind="stable")
+        top = np.take_along_axis(top, order, axis=1)
+        finite = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
+        ranks[s][rows, top] = np.where(finite, np.arange(1, k + 1, dtype=np.float32), max_n + 1)
+        proposed[rows, top] |= finite
+    cand_rows, cand_items = np.nonzero(proposed)
+    group_ptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(cand_rows, minlength=n), out=group_ptr[1:])
+    return CandidateBatch(
+        sources=names,
+        row=cand_rows.astype(np.int64),
+        item=cand_items.astype(np.int64),
+        source_scores=np.ascontiguousarray(scores[:, cand_rows, cand_items].T),
+        source_ranks=np.ascontiguousarray(ranks[:, cand_rows, cand_items].T),
+        group_ptr=group_ptr,
+        n_per_source=max_n,
+    )

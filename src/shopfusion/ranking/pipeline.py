@@ -1,0 +1,200 @@
+"""The fused recommender: named sources -> merged candidates -> features -> fusion.
+
+``fit`` learns the fusion from held-out targets: every training history long enough
+gives up its last item; sources are fitted on what remains, propose candidates for
+those histories, and the fusion learns which candidate was taken next. Then the
+sources are refitted on all training data (unless a source says ``refit: false``)
+and serve. The evaluation target is never seen: in the harness's test stage the
+held-out item is the validation target.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import numpy.typing as npt
+
+from shopfusion.config import PipelineConfig, SourceConfig, default_config, parse_config
+from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.data.splits import _replace_rows
+from shopfusion.errors import ModelFitError
+from shopfusion.ranking.candidates import CandidateBatch, generate_candidates
+from shopfusion.ranking.features import ItemStatistics, build_features, feature_names
+from shopfusion.ranking.fusion import Fusion, FusionInput
+from shopfusion.ranking.fusion_registry import fusion_class
+from shopfusion.ranking.groups import subsample_groups
+from shopfusion.retrieval.base import Retriever, TrainData, read_manifest
+from shopfusion.retrieval.registry import retriever_class
+
+log = logging.getLogger(__name__)
+
+
+def build_source(config: SourceConfig) -> Retriever:
+    return retriever_class(config.kind)().with_params(**config.params)
+
+
+class FusionRetriever(Retriever):
+    """A whole pipeline behind the same contract as a single source (name ``fusion``)."""
+
+    name: ClassVar[str] = "fusion"
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        self.config = dict(config) if config is not None else default_config().model_dump()
+
+    @property
+    def pipeline(self) -> PipelineConfig:
+        return parse_config(self.config, "pipeline config")
+
+    # --- training --------------------------------------------------------------------------
+    def _fit(self, data: TrainData) -> None:
+        cfg = self.pipeline
+        rng = np.random.default_rng(cfg.seed)
+        started = time.perf_counter()
+        histories = data.histories
+        long = np.flatnonzero(histories.lengths() >= cfg.holdout_min_length)
+        if len(long) == 0:
+            raise ModelFitError(
+                f"fusion needs users with at least {cfg.holdout_min_length} events to learn from; none has"
+            )
+        if len(long) > cfg.max_fusion_requests:
+            long = np.sort(rng.choice(long, cfg.max_fusion_requests, replace=False))
+        held_in = _replace_rows(
+            histories.drop_last(1), histories, histories.lengths() < cfg.holdout_min_length
+        )
+        requests = held_in.rows(long)
+        targets = histories.last(1)[long]
+        target_kinds = None if histories.kinds is None else histories.last_kind(1)[long]
+        held_in_data = TrainData(held_in, data.catalog)
+        sources = {s.name: build_source(s).fit(held_in_data) for s in cfg.sources}
+        stats = ItemStatistics.fit(held_in, data.catalog)
+        fusion_input, labels = self._training_rows(sources, stats, requests, targets, target_kinds, rng)
+        fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
+        fusion.fit(fusion_input, labels, rng)
+        self.timings_ = {"held_out_fit_and_fusion_s": time.perf_counter() - started}
+        refit_started = time.perf_counter()
+        full = TrainData(histories, data.catalog)
+        self.sources_ = {
+            s.name: build_source(s).fit(full) if s.refit else sources[s.name] for s in cfg.sources
+        }
+        self.stats_ = ItemStatistics.fit(histories, data.catalog)
+        self.fusion_ = fusion
+        self.timings_["refit_s"] = time.perf_counter() - refit_started
+        self.training_groups_ = len(fusion_input.group_ptr) - 1
+
+    def _training_rows(
+        self,
+        sources: Mapping[str, Retriever],
+        stats: ItemStatistics,
+        requests: Histories,
+        targets: npt.NDArray[np.int64],
+        target_kinds: npt.NDArray[np.int8] | None,
+        rng: np.random.Generator,
+    ) -> tuple[FusionInput, npt.NDArray[np.bool_]]:
+        cfg = self.pipeline
+        names = tuple(sources)
+        feats: list[FloatArray] = []
+        labels: list[npt.NDArray[np.bool_]] = []
+        sizes: list[npt.NDArray[np.int64]] = []
+        kinds: list[npt.NDArray[np.int8]] = []
+        per_source = {s.name: s.candidates for s in cfg.sources}
+        for start in range(0, len(requests), cfg.batch_size):
+            rows = np.arange(start, min(start + cfg.batch_size, len(requests)))
+            batch_requests = requests.rows(rows)
+            batch = generate_candidates(sources, batch_requests, per_source)
+            features = build_features(batch, batch_requests, stats)
+            label = batch.item == targets[rows][batch.row]
+            priority = features[:, feature_names(names).index("best_rank")]
+            keep, ptr = subsample_groups(label, batch.group_ptr, priority, cfg.fusion.max_negatives, rng)
+            feats.append(features[keep])
+            labels.append(label[keep])
+            sizes.append(np.diff(ptr))
+            if target_kinds is not None:
+                has_positive = np.bincount(batch.row[label], minlength=len(rows)) > 0
+                kinds.append(target_kinds[rows][has_positive])
+        all_sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
+        group_ptr = np.concatenate([[0], np.cumsum(all_sizes)]).astype(np.int64)
+        if len(all_sizes) == 0:
+            raise ModelFitError("no held-out target was among the candidates: raise `candidates` per source")
+        return (
+            FusionInput(
+                np.concatenate(feats),
+                tuple(feature_names(names)),
+                names,
+                group_ptr,
+                np.concatenate(kinds) if target_kinds is not None else None,
+            ),
+            np.concatenate(labels),
+        )
+
+    # --- serving ---------------------------------------------------------------------------
+    def candidates(self, requests: Histories) -> tuple[CandidateBatch, FusionInput]:
+        self._check_fitted()
+        cfg = self.pipeline
+        batch = generate_candidates(self.sources_, requests, {s.name: s.candidates for s in cfg.sources})
+        names = tuple(self.sources_)
+        fusion_input = FusionInput(
+            build_features(batch, requests, self.stats_), tuple(feature_names(names)), names, batch.group_ptr
+        )
+        return batch, fusion_input
+
+    def _score(self, requests: Histories) -> FloatArray:
+        out = np.empty((len(requests), requests.n_items), dtype=np.float32)
+        step = self.pipeline.batch_size
+        for start in range(0, len(requests), step):
+            rows = np.arange(start, min(start + step, len(requests)))
+            out[rows] = self._score_batch(requests.rows(rows))
+        return out
+
+    def _score_batch(self, requests: Histories) -> FloatArray:
+        batch, fusion_input = self.candidates(requests)
+        fused = self.fusion_.predict(fusion_input) if len(batch) else np.zeros(0, np.float32)
+        # Items no source proposed rank below every candidate, ordered by popularity.
+        floor = np.full(len(requests), 0.0, dtype=np.float32)
+        if len(batch):
+            lowest = np.full(len(requests), np.inf, dtype=np.float32)
+            np.minimum.at(lowest, batch.row, fused)
+            floor = np.where(np.isfinite(lowest), lowest, 0.0).astype(np.float32)
+        popularity = self.stats_.log_popularity
+        scale = 1.0 / (1.0 + float(popularity.max(initial=0.0)))
+        out = (floor[:, None] - 1.0 + scale * popularity[None, :]).astype(np.float32)
+        out[batch.row, batch.item] = fused
+        return out
+
+    # --- persistence -----------------------------------------------------------------------
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        arrays: dict[str, npt.NDArray[Any]] = {f"stats.{k}": v for k, v in self.stats_.arrays().items()}
+        arrays.update({f"fusion.{k}": v for k, v in self.fusion_.arrays().items()})
+        arrays["training"] = np.array(json.dumps({"timings": self.timings_, "groups": self.training_groups_}))
+        return arrays
+
+    def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        self.stats_ = ItemStatistics.from_arrays({k[6:]: arrays[k] for k in arrays if k.startswith("stats.")})
+        cfg = self.pipeline
+        fusion: Fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
+        fusion.restore({k[7:]: arrays[k] for k in arrays if k.startswith("fusion.")})
+        self.fusion_ = fusion
+        training = json.loads(str(arrays["training"]))
+        self.timings_, self.training_groups_ = training["timings"], training["groups"]
+
+    def save(self, path: Path) -> Path:
+        super().save(path)
+        for name, source in self.sources_.items():
+            source.save(path / "sources" / name)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        model = super().load(path)
+        model.sources_ = {}
+        for source in model.pipeline.sources:
+            manifest = read_manifest(path / "sources" / source.name)
+            model.sources_[source.name] = retriever_class(manifest["name"]).load(
+                path / "sources" / source.name
+            )
+        return model

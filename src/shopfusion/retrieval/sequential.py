@@ -1,0 +1,302 @@
+"""SASRec: next-item prediction with a causal transformer over the recent history.
+
+Trained as in "gSASRec" / Klenitskiy & Vasilev (2023): every position of every training
+sequence predicts its next item with a softmax cross-entropy over the true item and a set of
+negatives shared by the whole batch (or over the full catalog), which makes SASRec far stronger
+than with its original binary loss. Training stops early on a held-out next item per user.
+
+PyTorch is imported only when a model is fitted or loaded (``pip install torch==2.13.0``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
+from shopfusion.errors import ConfigError, DataError, ModelFitError
+from shopfusion.retrieval.base import Retriever, TrainData, mask_history
+
+if TYPE_CHECKING:
+    import torch
+
+    from shopfusion.retrieval._torch_utils import SASRecNet
+
+logger = logging.getLogger(__name__)
+
+#: Batches are formed from windows of this many batches' worth of users sorted by length, so a
+#: batch is padded to about its own length instead of ``max_len`` (most histories are short).
+_BUCKET_BATCHES = 64
+_SCORE_BATCH = 1024
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One training epoch: mean loss, early-stopping NDCG@10 (NaN when not evaluated), seconds so far."""
+
+    epoch: int
+    loss: float
+    ndcg_at_10: float
+    seconds: float
+
+
+class SASRecRetriever(Retriever):
+    """Self-attentive sequential recommendation (Kang & McAuley 2018), trained with sampled softmax.
+
+    A request is encoded from its last ``max_len`` items; the hidden state of the last position
+    is scored against every item embedding (the output layer is tied to the input embedding).
+
+    Early stopping: for ``n_eval_users`` users (sampled among those with two or more items) the
+    last training item is held out; after each epoch the model ranks all items for them (their
+    history excluded) and the weights of the epoch with the best NDCG@10 are kept. Training stops
+    after ``patience`` epochs without improvement, after ``max_epochs``, or once
+    ``max_train_seconds`` have passed (the only non-deterministic stop: results are reproducible
+    for a given ``random_state`` when training ends before the wall-clock budget).
+
+    ``n_negatives=None`` trains with the full softmax over the catalog. ``n_threads=None`` uses
+    every core available to the process.
+    """
+
+    name: ClassVar[str] = "sasrec"
+    search_space: ClassVar[tuple[Mapping[str, Any], ...]] = ({},)
+
+    def __init__(
+        self,
+        hidden_size: int = 64,
+        n_blocks: int = 2,
+        n_heads: int = 1,
+        max_len: int = 50,
+        dropout: float = 0.2,
+        n_negatives: int | None = 256,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        max_epochs: int = 200,
+        patience: int = 5,
+        max_train_seconds: float = 200.0,
+        n_eval_users: int = 5000,
+        n_threads: int | None = 1,
+        random_state: int = 42,
+    ) -> None:
+        self.hidden_size = hidden_size
+        self.n_blocks = n_blocks
+        self.n_heads = n_heads
+        self.max_len = max_len
+        self.dropout = dropout
+        self.n_negatives = n_negatives
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.max_train_seconds = max_train_seconds
+        self.n_eval_users = n_eval_users
+        self.n_threads = n_threads
+        self.random_state = random_state
+
+    # --- training ----------------------------------------------------------------------------
+    def _fit(self, data: TrainData) -> None:
+        self._check_params()
+        import torch
+
+        from shopfusion.retrieval._torch_utils import torch_threads
+
+        rng = np.random.default_rng(self.random_state)
+        train, eval_requests, eval_targets = _hold_out_last(data.histories, self.n_eval_users, rng)
+        if not np.any(train.lengths() >= 2):
+            raise DataError("sasrec needs at least one training history with two or more items")
+        with torch_threads(self._threads()), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.random_state)
+            net = self._new_net(data.n_items)
+            net.set_dropout_rng(rng)
+            self.epochs_, self.best_epoch_ = self._train(net, train, eval_requests, eval_targets, rng)
+            net.set_dropout_rng(None)
+        self.net_ = net.eval()
+
+    def _train(
+        self,
+        net: SASRecNet,
+        train: Histories,
+        eval_requests: Histories,
+        eval_targets: IntArray,
+        rng: np.random.Generator,
+    ) -> tuple[list[EpochRecord], int]:
+        import torch
+
+        from shopfusion.retrieval._torch_utils import pad_left
+
+        windows = pad_left(train, self.max_len + 1, width=self.max_len + 1)
+        lengths = np.minimum(train.lengths(), self.max_len + 1)
+        usable = np.flatnonzero(lengths >= 2)
+        optimizer = torch.optim.Adam(
+            net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
+        )
+        started = time.perf_counter()
+        records: list[EpochRecord] = []
+        best_ndcg, best_epoch, best_state = -np.inf, 0, _copy_state(net)
+        for epoch in range(1, self.max_epochs + 1):
+            net.train()
+            losses = [
+                self._step(net, optimizer, windows[batch], int(lengths[batch].max()) - 1, rng)
+                for batch in _length_bucketed_batches(usable, lengths, self.batch_size, rng)
+            ]
+            ndcg = self._early_stopping_ndcg(net, eval_requests, eval_targets)
+            records.append(EpochRecord(epoch, float(np.mean(losses)), ndcg, time.perf_counter() - started))
+            logger.info("sasrec epoch %d: loss %.4f, NDCG@10 %.4f", epoch, records[-1].loss, ndcg)
+            if len(eval_targets) == 0 or ndcg > best_ndcg:
+                best_ndcg, best_epoch, best_state = ndcg, epoch, _copy_state(net)
+            elif epoch - best_epoch >= self.patience:
+                break
+            if time.perf_counter() - started > self.max_train_seconds:
+                logger.info("sasrec: stopped by max_train_seconds=%s", self.max_train_seconds)
+                break
+        net.load_state_dict(best_state)
+        return records, best_epoch
+
+    def _step(
+        self,
+        net: SASRecNet,
+        optimizer: torch.optim.Optimizer,
+        windows: IntArray,
+        width: int,
+        rng: np.random.Generator,
+    ) -> float:
+        import torch
+        from torch.nn import functional
+
+        inputs = torch.from_numpy(windows[:, -width - 1 : -1])
+        targets = torch.from_numpy(windows[:, -width:])
+        hidden = net(inputs)[inputs > 0]
+        positives = targets[inputs > 0]  # tokens (item + 1); left padding: a real input has a real target
+        weights = net.item_embedding.weight
+        if self.n_negatives is None:
+            logits = hidden @ weights[1:].T
+            loss = functional.cross_entropy(logits, positives - 1)
+        else:
+            n_items = weights.shape[0] - 1
+            negatives = torch.from_numpy(rng.integers(1, n_items + 1, size=self.n_negatives))
+            positive_logits = (hidden * weights[positives]).sum(dim=1, keepdim=True)
+            negative_logits = hidden @ weights[negatives].T
+            # A sampled "negative" that is the position's own target is no negative.
+            negative_logits = negative_logits.masked_fill(
+                negatives[None, :] == positives[:, None], -torch.inf
+            )
+            logits = torch.cat([positive_logits, negative_logits], dim=1)
+            loss = functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+        if not torch.isfinite(loss):
+            raise ModelFitError("sasrec: the training loss is not finite; lower `learning_rate`")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        return float(loss.detach())
+
+    def _early_stopping_ndcg(self, net: SASRecNet, requests: Histories, targets: IntArray) -> float:
+        if len(targets) == 0:
+            return float("nan")
+        scores = _score_with(net, requests, self.max_len)
+        mask_history(scores, requests)
+        target_scores = scores[np.arange(len(targets)), targets]
+        rank = (scores > target_scores[:, None]).sum(axis=1)
+        return float(np.where(rank < 10, 1.0 / np.log2(rank + 2.0), 0.0).mean())
+
+    # --- scoring -----------------------------------------------------------------------------
+    def _score(self, requests: Histories) -> FloatArray:
+        from shopfusion.retrieval._torch_utils import torch_threads
+
+        with torch_threads(self._threads()):
+            return _score_with(self.net_, requests, self.max_len)
+
+    # --- persistence -------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, npt.NDArray[Any]]:
+        from shopfusion.retrieval._torch_utils import state_arrays
+
+        return {f"net.{name}": value for name, value in state_arrays(self.net_).items()}
+
+    def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
+        from shopfusion.retrieval._torch_utils import load_state_arrays
+
+        n_items = int(arrays["net.item_embedding.weight"].shape[0]) - 1
+        net = self._new_net(n_items)
+        load_state_arrays(net, arrays, prefix="net.")
+        self.net_ = net.eval()
+
+    # --- helpers -----------------------------------------------------------------------------
+    def _new_net(self, n_items: int) -> SASRecNet:
+        from shopfusion.retrieval._torch_utils import SASRecNet
+
+        return SASRecNet(n_items, self.hidden_size, self.n_blocks, self.n_heads, self.max_len, self.dropout)
+
+    def _threads(self) -> int:
+        return self.n_threads if self.n_threads is not None else len(os.sched_getaffinity(0))
+
+    def _check_params(self) -> None:
+        if self.hidden_size % self.n_heads:
+            raise ConfigError(
+                f"sasrec: hidden_size={self.hidden_size} must be a multiple of n_heads={self.n_heads}"
+            )
+        if self.max_len < 1 or self.batch_size < 1 or self.max_epochs < 1:
+            raise ConfigError("sasrec: max_len, batch_size and max_epochs must be at least 1")
+        if self.n_negatives is not None and self.n_negatives < 1:
+            raise ConfigError("sasrec: n_negatives must be at least 1 (or None for the full softmax)")
+
+
+def _score_with(net: SASRecNet, requests: Histories, max_len: int) -> FloatArray:
+    """Scores of every item from the last position's hidden state, in batches."""
+    import torch
+
+    from shopfusion.retrieval._torch_utils import pad_left
+
+    out = np.empty((len(requests), net.item_vectors().shape[0]), dtype=np.float32)
+    net.eval()
+    with torch.inference_mode():
+        items = net.item_vectors()
+        for start in range(0, len(requests), _SCORE_BATCH):
+            rows = np.arange(start, min(start + _SCORE_BATCH, len(requests)))
+            # A fixed width keeps every request's arithmetic the same in any batch.
+            tokens = torch.from_numpy(pad_left(requests.rows(rows), max_len, width=max_len))
+            out[rows] = (net(tokens)[:, -1] @ items.T).numpy()
+    return out
+
+
+def _hold_out_last(
+    histories: Histories, n_users: int, rng: np.random.Generator
+) -> tuple[Histories, Histories, IntArray]:
+    """Remove the last item of up to ``n_users`` random rows with two or more items.
+
+    Returns the remaining training histories, the shortened rows as requests, and their targets.
+    """
+    eligible = np.flatnonzero(histories.lengths() >= 2)
+    chosen = np.sort(rng.choice(eligible, size=min(n_users, len(eligible)), replace=False))
+    keep = np.ones(len(histories.items), dtype=bool)
+    keep[histories.indptr[chosen + 1] - 1] = False
+    lengths = histories.lengths()
+    lengths[chosen] -= 1
+    indptr = np.zeros(len(histories) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    train = Histories(indptr, histories.items[keep], histories.users.copy(), histories.n_items)
+    return train, train.rows(chosen), histories.last()[chosen]
+
+
+def _length_bucketed_batches(
+    rows: IntArray, lengths: IntArray, batch_size: int, rng: np.random.Generator
+) -> list[IntArray]:
+    """Shuffled batches of ``rows``, each drawn from users of similar length (less padding)."""
+    shuffled = rng.permutation(rows)
+    batches: list[IntArray] = []
+    window = batch_size * _BUCKET_BATCHES
+    for start in range(0, len(shuffled), window):
+        chunk = shuffled[start : start + window]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _copy_state(net: SASRecNet) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in net.state_dict().items()}

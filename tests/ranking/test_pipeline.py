@@ -1,0 +1,115 @@
+"""The fused pipeline behind the retriever contract, its config and its artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from shopfusion.artifact import load_artifact
+from shopfusion.cli import app
+from shopfusion.config import default_config, load_config, parse_config
+from shopfusion.data.interactions import Histories
+from shopfusion.errors import ArtifactError, ConfigError
+from shopfusion.ranking.candidates import generate_candidates
+from shopfusion.ranking.features import ItemStatistics, build_features, feature_names
+from shopfusion.ranking.pipeline import FusionRetriever
+from shopfusion.retrieval import ItemToItemRetriever, PopularityRetriever, TrainData
+
+SMALL = {
+    "sources": [
+        {"name": "item2item", "candidates": 6},
+        {"name": "transition", "candidates": 6},
+        {"name": "popularity", "candidates": 3},
+    ],
+    "fusion": {"method": "weighted"},
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(clustered_histories: Histories) -> FusionRetriever:
+    return FusionRetriever(SMALL).fit(TrainData(clustered_histories))
+
+
+def test_candidates_keep_each_sources_rank_and_exclude_history(clustered_histories: Histories) -> None:
+    data = TrainData(clustered_histories)
+    sources = {"item2item": ItemToItemRetriever().fit(data), "popularity": PopularityRetriever().fit(data)}
+    requests = Histories.from_lists([[5, 6], [0]], 12)
+    batch = generate_candidates(sources, requests, {"item2item": 3, "popularity": 2})
+    for row in range(2):
+        items = batch.item[batch.group_ptr[row] : batch.group_ptr[row + 1]]
+        assert not set(items) & set(requests.row(row))
+    proposed = batch.source_ranks <= batch.n_per_source
+    assert proposed.any(axis=1).all()  # every candidate was proposed by someone
+    assert (proposed[:, 0].sum(), proposed[:, 1].sum()) == (6, 4)
+    features = build_features(batch, requests, ItemStatistics.fit(clustered_histories, None))
+    assert features.shape == (len(batch), len(feature_names(batch.sources)))
+    assert np.isfinite(features[:, :-1]).all()  # price ratio is NaN without prices
+
+
+def test_fusion_recommends_within_the_cluster(fitted: FusionRetriever) -> None:
+    got = fitted.retrieve(Histories.from_lists([[6, 7], [1, 2]], 12), k=3)
+    assert set(got.ids[0]) <= {5, 8, 9}
+    assert set(got.ids[1]) <= {0, 3, 4}
+
+
+def test_batch_equals_single_and_scores_are_finite(
+    fitted: FusionRetriever, clustered_histories: Histories
+) -> None:
+    batch = fitted.score(clustered_histories.rows([0, 1, 2]))
+    assert np.isfinite(batch).all()
+    for i in range(3):
+        np.testing.assert_allclose(fitted.score(clustered_histories.rows([i]))[0], batch[i], rtol=1e-5)
+
+
+def test_save_load_round_trip(
+    fitted: FusionRetriever, clustered_histories: Histories, tmp_path: Path
+) -> None:
+    fitted.save(tmp_path / "fusion")
+    loaded = FusionRetriever.load(tmp_path / "fusion")
+    np.testing.assert_allclose(
+        loaded.score(clustered_histories), fitted.score(clustered_histories), rtol=1e-5
+    )
+
+
+def test_config_errors_name_the_broken_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'sasrek'"):
+        parse_config({"sources": [{"name": "x", "type": "sasrek"}]})
+    with pytest.raises(ConfigError, match=r"fusion\.method"):
+        parse_config({"sources": [{"name": "item2item"}], "fusion": {"method": "magic"}})
+    with pytest.raises(ConfigError, match="repeated"):
+        parse_config({"sources": [{"name": "item2item"}, {"name": "item2item"}]})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sources: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_packaged_default_config_is_valid() -> None:
+    config = default_config()
+    assert config.fusion.method == "lambdamart"
+    assert len(config.sources) >= 3
+
+
+def test_train_writes_an_artifact_the_service_can_load(tmp_path: Path) -> None:
+    from tests_support import write_s3rec_folder
+
+    data = write_s3rec_folder(tmp_path / "tiny")
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    out = tmp_path / "artifact"
+    result = CliRunner().invoke(
+        app, ["train", "--config", str(config), "--data", str(data), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    artifact = load_artifact(out)
+    assert artifact.manifest["data"]["n_users"] == 80
+    assert len(artifact.item_map) == artifact.histories.n_items
+    scores = artifact.model.score(artifact.histories.rows([0]))
+    assert scores.shape == (1, len(artifact.item_map))
+    (out / "config.yaml").write_text(yaml.safe_dump({**SMALL, "seed": 3}))
+    with pytest.raises(ArtifactError, match="altered"):
+        load_artifact(out)
