@@ -113,3 +113,28 @@ def test_train_writes_an_artifact_the_service_can_load(tmp_path: Path) -> None:
     (out / "config.yaml").write_text(yaml.safe_dump({**SMALL, "seed": 3}))
     with pytest.raises(ArtifactError, match="altered"):
         load_artifact(out)
+
+
+def test_ablation_reports_every_variant(tmp_path: Path) -> None:
+    from tests_support import write_s3rec_folder
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    data = write_s3rec_folder(tmp_path / "tiny")
+    out = tmp_path / "ablation.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "ablation", "--data", str(data), "--config", str(config), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    import json
+
+    rows = json.loads(out.read_text())["results"]
+    assert {"fusion minus item2item", "fusion minus transition", "fusion minus popularity"} <= set(rows)
+    assert any("lambdamart" in label for label in rows) and any("attention" in label for label in rows)
+
+
+def test_new_user_gets_popular_items_and_a_session_gets_related_ones(fitted: FusionRetriever) -> None:
+    cold = fitted.retrieve(Histories.from_lists([[]], 12), k=1)
+    assert cold.ids[0][0] == 0  # the best seller
+    session = fitted.retrieve(Histories.from_lists([[7]], 12), k=3)
+    assert set(session.ids[0]) <= {5, 6, 8, 9}

@@ -13,9 +13,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from shopfusion.config import load_config
+from shopfusion.config import default_config, load_config
 from shopfusion.data.layouts import load_dataset
 from shopfusion.errors import ConfigError, ShopfusionError
+from shopfusion.evaluation.ablation import run_ablation
 from shopfusion.evaluation.benchmark import Protocol, run_rec_benchmark
 
 TABLE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10", "Recall@100", "coverage@10")
@@ -73,11 +74,16 @@ def evaluate_rec(
     wide = None if sys.stdout.isatty() else 140  # pipes and CI logs get the whole table
     Console(width=wide).print(results_table(report))
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = json_out.with_suffix(json_out.suffix + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
-        tmp.replace(json_out)
+        _write_json(json_out, report)
         console.print(f"wrote {json_out}")
+
+
+def _write_json(path: Path, report: dict[str, Any]) -> None:
+    """Atomically: a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False))
+    tmp.replace(path)
 
 
 def _protocol(name: str) -> Protocol:
@@ -98,3 +104,41 @@ def results_table(report: dict[str, Any]) -> Table:
         cells = [f"{result[m]:.4f}" if m in result else "-" for m in TABLE_METRICS]
         table.add_row(name, *cells, f"{result['fit_seconds']:.1f}", f"{result['eval_seconds']:.1f}")
     return table
+
+
+@evaluate_app.command("ablation")
+def evaluate_ablation(
+    data: Annotated[Path, typer.Option(help="dataset folder (any layout `evaluate rec` reads)")],
+    config: Annotated[Path | None, typer.Option(help="pipeline config; default: the packaged one")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="write the machine-readable table here")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of tie-breaking and bootstrap")] = 0,
+) -> None:
+    """The pipeline, the pipeline minus each source, and each fusion method, on the test target."""
+    console = Console(stderr=True)
+    try:
+        pipeline = load_config(config) if config else default_config()
+        report = run_ablation(load_dataset(data), pipeline, seed=seed, progress=sys.stderr.isatty())
+    except ShopfusionError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    report["command"] = "shopfusion " + shlex.join(sys.argv[1:]) if sys.argv else ""
+    table = Table(title=f"ablation · {report['dataset']} · test")
+    for column in ("variant", "HR@10", "NDCG@10", "NDCG@10 95% CI", "HR@20", "NDCG@20", "s"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for label, row in report["results"].items():
+        lo, hi = row["ci95"]["NDCG@10"]
+        table.add_row(
+            label,
+            f"{row['HR@10']:.4f}",
+            f"{row['NDCG@10']:.4f}",
+            f"{lo:.4f}–{hi:.4f}",
+            f"{row['HR@20']:.4f}",
+            f"{row['NDCG@20']:.4f}",
+            f"{row['fusion_and_eval_seconds']:.0f}",
+        )
+    Console(width=None if sys.stdout.isatty() else 140).print(table)
+    if json_out is not None:
+        _write_json(json_out, report)
+        console.print(f"wrote {json_out}")

@@ -44,21 +44,29 @@ def generate_candidates(
     sources: Mapping[str, Retriever], requests: Histories, n_per_source: int | Mapping[str, int]
 ) -> CandidateBatch:
     """Union of each source's top-``n`` (history excluded) for every request."""
-    names = tuple(sources)
+    return merge_candidates(score_sources(sources, requests), requests, n_per_source)
+
+
+def score_sources(sources: Mapping[str, Retriever], requests: Histories) -> dict[str, FloatArray]:
+    """Every source's full score matrix for the requests (kept apart so ablations can reuse them)."""
+    return {name: source.score(requests) for name, source in sources.items()}
+
+
+def merge_candidates(
+    scores: Mapping[str, FloatArray], requests: Histories, n_per_source: int | Mapping[str, int]
+) -> CandidateBatch:
+    """Union of each source's top-``n`` of precomputed ``scores`` (history excluded)."""
+    names = tuple(scores)
     per_source = {
         name: (n_per_source if isinstance(n_per_source, int) else n_per_source[name]) for name in names
     }
     n, n_items = len(requests), requests.n_items
-    scores = np.empty((len(names), n, n_items), dtype=np.float32)
     proposed = np.zeros((n, n_items), dtype=bool)
-    ranks = np.zeros((len(names), n, n_items), dtype=np.float32)
     max_n = max(per_source.values(), default=0)
-    ranks[:] = max_n + 1
+    ranks = np.full((len(names), n, n_items), max_n + 1, dtype=np.float32)
     rows = np.arange(n)[:, None]
     for s, name in enumerate(names):
-        source_scores = sources[name].score(requests)
-        scores[s] = source_scores
-        masked = source_scores.copy()
+        masked = np.array(scores[name], dtype=np.float32, copy=True)
         mask_history(masked, requests)
         k = min(per_source[name], n_items)
         top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
@@ -71,11 +79,14 @@ def generate_candidates(
     cand_rows, cand_items = np.nonzero(proposed)
     group_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(cand_rows, minlength=n), out=group_ptr[1:])
+    source_scores = np.empty((len(cand_rows), len(names)), dtype=np.float32)
+    for s, name in enumerate(names):
+        source_scores[:, s] = scores[name][cand_rows, cand_items]
     return CandidateBatch(
         sources=names,
         row=cand_rows.astype(np.int64),
         item=cand_items.astype(np.int64),
-        source_scores=np.ascontiguousarray(scores[:, cand_rows, cand_items].T),
+        source_scores=source_scores,
         source_ranks=np.ascontiguousarray(ranks[:, cand_rows, cand_items].T),
         group_ptr=group_ptr,
         n_per_source=max_n,

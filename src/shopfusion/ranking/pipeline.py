@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -35,6 +36,31 @@ from shopfusion.retrieval.registry import retriever_class
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class HeldOut:
+    """Each long-enough history gives up its last item: ``held_in`` trains the sources, and
+    ``requests`` (those histories without it) must find ``targets`` (the items given up)."""
+
+    held_in: Histories
+    requests: Histories
+    targets: npt.NDArray[np.int64]
+    target_kinds: npt.NDArray[np.int8] | None
+
+    @classmethod
+    def of(cls, histories: Histories, config: PipelineConfig, rng: np.random.Generator) -> HeldOut:
+        long = np.flatnonzero(histories.lengths() >= config.holdout_min_length)
+        if len(long) == 0:
+            raise ModelFitError(
+                f"fusion needs users with at least {config.holdout_min_length} events to learn from; none has"
+            )
+        if len(long) > config.max_fusion_requests:
+            long = np.sort(rng.choice(long, config.max_fusion_requests, replace=False))
+        short = histories.lengths() < config.holdout_min_length
+        held_in = _replace_rows(histories.drop_last(1), histories, short)
+        kinds = None if histories.kinds is None else histories.last_kind(1)[long]
+        return cls(held_in, held_in.rows(long), histories.last(1)[long], kinds)
+
+
 def build_source(config: SourceConfig) -> Retriever:
     return retriever_class(config.kind)().with_params(**config.params)
 
@@ -54,46 +80,46 @@ class FusionRetriever(Retriever):
     # --- training --------------------------------------------------------------------------
     def _fit(self, data: TrainData) -> None:
         cfg = self.pipeline
-        rng = np.random.default_rng(cfg.seed)
         started = time.perf_counter()
-        histories = data.histories
-        long = np.flatnonzero(histories.lengths() >= cfg.holdout_min_length)
-        if len(long) == 0:
-            raise ModelFitError(
-                f"fusion needs users with at least {cfg.holdout_min_length} events to learn from; none has"
-            )
-        if len(long) > cfg.max_fusion_requests:
-            long = np.sort(rng.choice(long, cfg.max_fusion_requests, replace=False))
-        held_in = _replace_rows(
-            histories.drop_last(1), histories, histories.lengths() < cfg.holdout_min_length
-        )
-        requests = held_in.rows(long)
-        targets = histories.last(1)[long]
-        target_kinds = None if histories.kinds is None else histories.last_kind(1)[long]
-        held_in_data = TrainData(held_in, data.catalog)
-        sources = {s.name: build_source(s).fit(held_in_data) for s in cfg.sources}
-        stats = ItemStatistics.fit(held_in, data.catalog)
-        fusion_input, labels = self._training_rows(sources, stats, requests, targets, target_kinds, rng)
-        fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
-        fusion.fit(fusion_input, labels, rng)
+        holdout = HeldOut.of(data.histories, cfg, np.random.default_rng(cfg.seed))
+        held_in_data = TrainData(holdout.held_in, data.catalog)
+        held_out_sources = {s.name: build_source(s).fit(held_in_data) for s in cfg.sources}
+        self.learn_fusion(held_out_sources, holdout, data)
         self.timings_ = {"held_out_fit_and_fusion_s": time.perf_counter() - started}
         refit_started = time.perf_counter()
-        full = TrainData(histories, data.catalog)
-        self.sources_ = {
-            s.name: build_source(s).fit(full) if s.refit else sources[s.name] for s in cfg.sources
-        }
-        self.stats_ = ItemStatistics.fit(histories, data.catalog)
-        self.fusion_ = fusion
+        full = TrainData(data.histories, data.catalog)
+        self.use_sources(
+            {s.name: build_source(s).fit(full) if s.refit else held_out_sources[s.name] for s in cfg.sources},
+            data,
+        )
         self.timings_["refit_s"] = time.perf_counter() - refit_started
+
+    def learn_fusion(
+        self, held_out_sources: Mapping[str, Retriever], holdout: HeldOut, data: TrainData
+    ) -> None:
+        """Learn the fusion from sources fitted without the held-out items (``holdout``)."""
+        cfg = self.pipeline
+        rng = np.random.default_rng(cfg.seed)
+        sources = {s.name: held_out_sources[s.name] for s in cfg.sources}
+        stats = ItemStatistics.fit(holdout.held_in, data.catalog)
+        fusion_input, labels = self._training_rows(sources, stats, holdout, rng)
+        fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
+        fusion.fit(fusion_input, labels, rng)
+        self.fusion_ = fusion
         self.training_groups_ = len(fusion_input.group_ptr) - 1
+        self.timings_ = {}
+
+    def use_sources(self, sources: Mapping[str, Retriever], data: TrainData) -> None:
+        """Serve with these fitted sources (fitted on ``data``) and the learned fusion."""
+        self.sources_ = {s.name: sources[s.name] for s in self.pipeline.sources}
+        self.stats_ = ItemStatistics.fit(data.histories, data.catalog)
+        self.n_items_ = data.n_items
 
     def _training_rows(
         self,
         sources: Mapping[str, Retriever],
         stats: ItemStatistics,
-        requests: Histories,
-        targets: npt.NDArray[np.int64],
-        target_kinds: npt.NDArray[np.int8] | None,
+        holdout: HeldOut,
         rng: np.random.Generator,
     ) -> tuple[FusionInput, npt.NDArray[np.bool_]]:
         cfg = self.pipeline
@@ -103,6 +129,7 @@ class FusionRetriever(Retriever):
         sizes: list[npt.NDArray[np.int64]] = []
         kinds: list[npt.NDArray[np.int8]] = []
         per_source = {s.name: s.candidates for s in cfg.sources}
+        requests, targets, target_kinds = holdout.requests, holdout.targets, holdout.target_kinds
         for start in range(0, len(requests), cfg.batch_size):
             rows = np.arange(start, min(start + cfg.batch_size, len(requests)))
             batch_requests = requests.rows(rows)
