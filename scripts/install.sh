@@ -4,7 +4,7 @@
 # torch==2.13.0 and installed first (any other spec pulls a multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${SHOPFUSION_EXTRAS:-dev,report}"
+extras="${SHOPFUSION_EXTRAS:-dev,report,text,image,faiss,seq}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
@@ -16,7 +16,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 case ",$extras," in
-  *,text,*|*,image,*|*,all,*) .venv/bin/python -m pip install --quiet "torch==2.13.0" ;;
+  *,text,*|*,image,*|*,seq,*|*,all,*) .venv/bin/python -m pip install --quiet "torch==2.13.0" ;;
 esac
 .venv/bin/python -m pip install --quiet -e ".[$extras]"
 echo "$want" > "$stamp"

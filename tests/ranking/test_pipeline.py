@@ -138,3 +138,46 @@ def test_new_user_gets_popular_items_and_a_session_gets_related_ones(fitted: Fus
     assert cold.ids[0][0] == 0  # the best seller
     session = fitted.retrieve(Histories.from_lists([[7]], 12), k=3)
     assert set(session.ids[0]) <= {5, 6, 8, 9}
+
+
+def test_latency_command_reports_percentiles(tmp_path: Path) -> None:
+    import json
+
+    from tests_support import write_s3rec_folder
+
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(yaml.safe_dump(SMALL))
+    data = write_s3rec_folder(tmp_path / "tiny")
+    out = tmp_path / "artifact"
+    runner = CliRunner()
+    assert (
+        runner.invoke(
+            app, ["train", "--config", str(config), "--data", str(data), "--out", str(out)]
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(app, ["evaluate", "latency", "--artifact", str(out), "--requests", "30"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+
+
+def test_a_never_bought_item_reaches_shoppers_through_its_text(
+    clustered_histories: Histories, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from content_support import clustered_catalog
+
+    monkeypatch.setenv("SHOPFUSION_CACHE", str(tmp_path / "cache"))
+    config = {
+        "sources": [
+            {"name": "item2item", "candidates": 4},
+            {"name": "content", "params": {"scoring": "profile"}, "candidates": 4},
+        ],
+        "fusion": {"method": "weighted"},
+    }
+    model = FusionRetriever(config).fit(TrainData(clustered_histories, clustered_catalog()))
+    # Item 10 is a lipstick nobody bought; item 11 a TV nobody bought.
+    lipstick_fan = model.retrieve(Histories.from_lists([[0, 1, 2, 3, 4]], 12), k=2)
+    tv_fan = model.retrieve(Histories.from_lists([[5, 6, 7, 8, 9]], 12), k=2)
+    assert 10 in lipstick_fan.ids[0]
+    assert 11 in tv_fan.ids[0]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+from content_support import clustered_catalog
 
 from shopfusion.data.interactions import Histories
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
@@ -22,17 +25,30 @@ def make(name: str) -> Retriever:
     return RETRIEVERS[name](**SMALL_PARAMS.get(name, {}))  # type: ignore[arg-type]
 
 
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[pd.DataFrame]:
+    """Text and images of the 12 items, for content sources (the others ignore it); their
+    embeddings are cached in a temporary folder, not the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SHOPFUSION_CACHE", str(tmp_path_factory.mktemp("embeddings")))
+        yield clustered_catalog(tmp_path_factory.mktemp("images"))
+
+
 @pytest.fixture(params=sorted(RETRIEVERS))
-def fitted(request: pytest.FixtureRequest, clustered_histories: Histories) -> Retriever:
-    return make(request.param).fit(TrainData(clustered_histories))
+def fitted(
+    request: pytest.FixtureRequest, clustered_histories: Histories, catalog: pd.DataFrame
+) -> Retriever:
+    return make(request.param).fit(TrainData(clustered_histories, catalog))
 
 
 @pytest.mark.parametrize("name", sorted(RETRIEVERS))
-def test_fit_returns_self_and_unfitted_model_refuses(name: str, clustered_histories: Histories) -> None:
+def test_fit_returns_self_and_unfitted_model_refuses(
+    name: str, clustered_histories: Histories, catalog: pd.DataFrame
+) -> None:
     model = make(name)
     with pytest.raises(NotFittedError, match="fit"):
         model.score(clustered_histories)
-    assert model.fit(TrainData(clustered_histories)) is model
+    assert model.fit(TrainData(clustered_histories, catalog)) is model
 
 
 def test_scores_cover_every_item_and_are_finite(fitted: Retriever, clustered_histories: Histories) -> None:

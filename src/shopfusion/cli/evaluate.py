@@ -13,11 +13,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from shopfusion.artifact import load_artifact
 from shopfusion.config import default_config, load_config
 from shopfusion.data.layouts import load_dataset
 from shopfusion.errors import ConfigError, ShopfusionError
 from shopfusion.evaluation.ablation import run_ablation
 from shopfusion.evaluation.benchmark import Protocol, run_rec_benchmark
+from shopfusion.evaluation.latency import measure_latency
 
 TABLE_METRICS = ("HR@10", "NDCG@10", "HR@20", "NDCG@20", "MRR@10", "Recall@100", "coverage@10")
 
@@ -142,3 +144,18 @@ def evaluate_ablation(
     if json_out is not None:
         _write_json(json_out, report)
         console.print(f"wrote {json_out}")
+
+
+@evaluate_app.command("latency")
+def evaluate_latency(
+    artifact: Annotated[Path, typer.Option(help="artifact directory written by `shopfusion train`")],
+    requests: Annotated[int, typer.Option(help="number of timed single-user requests")] = 500,
+    k: Annotated[int, typer.Option(help="items returned per request")] = 10,
+) -> None:
+    """Time one user's full ranking (every source, candidates, fusion, top-k) on this machine."""
+    try:
+        result = measure_latency(load_artifact(artifact), n_requests=requests, k=k)
+    except ShopfusionError as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    Console().print_json(data=result)

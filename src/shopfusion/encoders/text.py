@@ -188,8 +188,8 @@ def item_text(row: Mapping[str, Any], description_chars: int = DESCRIPTION_CHARS
     first ``description_chars`` characters of the description, each cleaned with
     :func:`~shopfusion.data.cleaning.clean_text` and joined with ". ". No text at all gives ``""``.
 
-    >>> item_text({"title": "Samsung 55\" QLED TV", "brand": "Samsung", "category": "Electronics > TV"})
-    'Samsung 55" QLED TV. Electronics > TV'
+    >>> item_text({"title": "Samsung 55-inch QLED TV", "brand": "Samsung", "category": "Electronics > TV"})
+    'Samsung 55-inch QLED TV. Electronics > TV'
     """
     title = _text(row.get("title"))
     brand = _text(row.get("brand"))

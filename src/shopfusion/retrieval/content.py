@@ -2,9 +2,11 @@
 
 Every item is embedded once from its catalog text (:func:`~shopfusion.encoders.text.item_text`)
 with a pretrained sentence encoder; embeddings are cached on disk, so refits are cheap. A request
-is scored by the cosine between each item and the request's *profile*, the recency-weighted mean
-of its history's embeddings, optionally mixed with the cosine to its last item alone.
-Collaborative signal plays no part: new items with text are recommendable from day one.
+is scored from the similarity of each item to its recent history, recency-weighted: either to the
+mean of its embeddings (``scoring="profile"``) or, the default, summed over its items' sharpened
+nearest-neighbour similarities (``scoring="neighbours"``); optionally mixed with the similarity
+to the last item alone. Collaborative signal plays no part: new items with text are
+recommendable from day one.
 """
 
 from __future__ import annotations
@@ -169,7 +171,7 @@ class ContentRetriever(EmbeddingRetriever):
 
     ``encoder``: ``"use-multilingual"`` (default: Chinese, English and cross-lingual; on Amazon
     Beauty titles it also beats MiniLM, NDCG@10 .0396 vs .0361 on the validation target, and
-    encodes ~4x faster) or ``"minilm"`` (English only). ``cache``: reuse embeddings from the
+    encodes ~5x faster) or ``"minilm"`` (English only). ``cache``: reuse embeddings from the
     on-disk cache (:mod:`shopfusion.encoders.cache`), so refits and tuning do not re-encode.
     See :class:`EmbeddingRetriever` for the scoring parameters.
     """

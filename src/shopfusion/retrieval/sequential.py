@@ -75,6 +75,7 @@ class SASRecRetriever(Retriever):
         max_len: int = 50,
         dropout: float = 0.2,
         n_negatives: int | None = 256,
+        negative_sampling: str = "uniform",
         batch_size: int = 128,
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
@@ -91,6 +92,7 @@ class SASRecRetriever(Retriever):
         self.max_len = max_len
         self.dropout = dropout
         self.n_negatives = n_negatives
+        self.negative_sampling = negative_sampling
         self.batch_size = batch_size
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -135,6 +137,7 @@ class SASRecRetriever(Retriever):
         windows = pad_left(train, self.max_len + 1, width=self.max_len + 1)
         lengths = np.minimum(train.lengths(), self.max_len + 1)
         usable = np.flatnonzero(lengths >= 2)
+        sampler = _NegativeSampler.build(self.negative_sampling, self.n_negatives or 1, train)
         optimizer = torch.optim.Adam(
             net.parameters(), lr=self.learning_rate, weight_decay=self.weight_decay, fused=True
         )
@@ -144,7 +147,7 @@ class SASRecRetriever(Retriever):
         for epoch in range(1, self.max_epochs + 1):
             net.train()
             losses = [
-                self._step(net, optimizer, windows[batch], int(lengths[batch].max()) - 1, rng)
+                self._step(net, optimizer, sampler, windows[batch], int(lengths[batch].max()) - 1, rng)
                 for batch in _length_bucketed_batches(usable, lengths, self.batch_size, rng)
             ]
             ndcg = self._early_stopping_ndcg(net, eval_requests, eval_targets)
@@ -164,6 +167,7 @@ class SASRecRetriever(Retriever):
         self,
         net: SASRecNet,
         optimizer: torch.optim.Optimizer,
+        sampler: _NegativeSampler,
         windows: IntArray,
         width: int,
         rng: np.random.Generator,
@@ -180,22 +184,44 @@ class SASRecRetriever(Retriever):
             logits = hidden @ weights[1:].T
             loss = functional.cross_entropy(logits, positives - 1)
         else:
-            n_items = weights.shape[0] - 1
-            negatives = torch.from_numpy(rng.integers(1, n_items + 1, size=self.n_negatives))
-            positive_logits = (hidden * weights[positives]).sum(dim=1, keepdim=True)
-            negative_logits = hidden @ weights[negatives].T
-            # A sampled "negative" that is the position's own target is no negative.
-            negative_logits = negative_logits.masked_fill(
-                negatives[None, :] == positives[:, None], -torch.inf
-            )
-            logits = torch.cat([positive_logits, negative_logits], dim=1)
-            loss = functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+            loss = self._sampled_softmax_loss(hidden, positives, weights, sampler, rng)
         if not torch.isfinite(loss):
             raise ModelFitError("sasrec: the training loss is not finite; lower `learning_rate`")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
         return float(loss.detach())
+
+    def _sampled_softmax_loss(
+        self,
+        hidden: torch.Tensor,
+        positives: torch.Tensor,
+        weights: torch.Tensor,
+        sampler: _NegativeSampler,
+        rng: np.random.Generator,
+    ) -> torch.Tensor:
+        """Cross-entropy of each target against ``n_negatives`` items shared by the batch.
+
+        A negative that is the position's own target (an accidental hit) is masked out; logits
+        are corrected by the log of each item's sampling probability (no-op when uniform).
+        """
+        import torch
+
+        negatives, negative_correction = sampler.draw(rng)
+        column = np.full(len(sampler.log_q) + 1, -1, dtype=np.int64)
+        column[negatives] = np.arange(len(negatives))
+        hit_columns = column[positives.numpy()]
+        hit_rows = np.flatnonzero(hit_columns >= 0)
+        positive_logits = (hidden * weights[positives]).sum(dim=1)
+        negative_logits = hidden @ weights[torch.from_numpy(negatives)].T
+        if sampler.corrected:
+            positive_logits = positive_logits - torch.from_numpy(sampler.log_q[positives.numpy() - 1])
+            negative_logits = negative_logits - torch.from_numpy(negative_correction)
+        # In place is fine: neither the product's nor the subtraction's backward needs this output.
+        negative_logits[torch.from_numpy(hit_rows), torch.from_numpy(hit_columns[hit_rows])] = -torch.inf
+        # -log softmax of the positive, without concatenating the (rows x negatives) logits.
+        log_partition = torch.logaddexp(positive_logits, torch.logsumexp(negative_logits, dim=1))
+        return (log_partition - positive_logits).mean()
 
     def _early_stopping_ndcg(self, net: SASRecNet, requests: Histories, targets: IntArray) -> float:
         if len(targets) == 0:
@@ -245,22 +271,27 @@ class SASRecRetriever(Retriever):
             raise ConfigError("sasrec: max_len, batch_size and max_epochs must be at least 1")
         if self.n_negatives is not None and self.n_negatives < 1:
             raise ConfigError("sasrec: n_negatives must be at least 1 (or None for the full softmax)")
+        if self.negative_sampling not in ("uniform", "popularity"):
+            raise ConfigError(
+                f"sasrec: negative_sampling={self.negative_sampling!r}; use 'uniform' or 'popularity'"
+            )
 
 
 def _score_with(net: SASRecNet, requests: Histories, max_len: int) -> FloatArray:
-    """Scores of every item from the last position's hidden state, in batches."""
+    """Scores of every item from the last position's hidden state, in batches of similar length."""
     import torch
 
     from shopfusion.retrieval._torch_utils import pad_left
 
     out = np.empty((len(requests), net.item_vectors().shape[0]), dtype=np.float32)
+    # Sorting by length pads each batch only to its own longest history (most are short).
+    order = np.argsort(np.minimum(requests.lengths(), max_len), kind="stable")
     net.eval()
     with torch.inference_mode():
         items = net.item_vectors()
         for start in range(0, len(requests), _SCORE_BATCH):
-            rows = np.arange(start, min(start + _SCORE_BATCH, len(requests)))
-            # A fixed width keeps every request's arithmetic the same in any batch.
-            tokens = torch.from_numpy(pad_left(requests.rows(rows), max_len, width=max_len))
+            rows = order[start : start + _SCORE_BATCH]
+            tokens = torch.from_numpy(pad_left(requests.rows(rows), max_len))
             out[rows] = (net(tokens)[:, -1] @ items.T).numpy()
     return out
 
@@ -296,6 +327,44 @@ def _length_bucketed_batches(
         chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
         batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+@dataclass(frozen=True)
+class _NegativeSampler:
+    """Draws the negatives a batch shares: uniformly without replacement, or by popularity.
+
+    ``log_q[i]`` is the log of the expected number of draws of item ``i`` in one batch; the loss
+    subtracts it from the logits (the "logQ" correction), which matters only for popularity.
+    """
+
+    n_negatives: int
+    log_q: FloatArray
+    cumulative: npt.NDArray[np.float64] | None  # None: uniform
+
+    @classmethod
+    def build(cls, kind: str, n_negatives: int, histories: Histories) -> _NegativeSampler:
+        n_items = histories.n_items
+        if kind == "uniform":
+            n = min(n_negatives, n_items)
+            return cls(n, np.full(n_items, np.log(n / n_items), dtype=np.float32), None)
+        counts = np.bincount(histories.items, minlength=n_items) + 1.0
+        q = counts / counts.sum()
+        return cls(n_negatives, np.log(n_negatives * q).astype(np.float32), np.cumsum(q))
+
+    @property
+    def corrected(self) -> bool:
+        return self.cumulative is not None
+
+    def draw(self, rng: np.random.Generator) -> tuple[IntArray, FloatArray]:
+        """Distinct negative tokens (item + 1) and the correction to subtract from their logits."""
+        n_items = len(self.log_q)
+        if self.cumulative is None:
+            items = rng.choice(n_items, size=self.n_negatives, replace=False)
+            return items + 1, np.zeros(len(items), dtype=np.float32)
+        draws = np.searchsorted(self.cumulative, rng.random(self.n_negatives) * self.cumulative[-1])
+        items, counts = np.unique(np.minimum(draws, n_items - 1), return_counts=True)
+        # An item drawn c times stands for c samples: log(c) less correction.
+        return items + 1, (self.log_q[items] - np.log(counts)).astype(np.float32)
 
 
 def _copy_state(net: SASRecNet) -> dict[str, torch.Tensor]:
