@@ -13,7 +13,7 @@ from shopfusion.data.interactions import Histories
 from shopfusion.errors import ConfigError, DataError
 from shopfusion.retrieval import TrainData
 from shopfusion.retrieval._torch_utils import pad_left
-from shopfusion.retrieval.sequential import SASRecRetriever, _hold_out_last
+from shopfusion.retrieval.sequential import SASRecRetriever, _hold_out_last, _NegativeSampler
 
 N_ITEMS = 10
 TINY = {
@@ -48,6 +48,25 @@ def test_learns_the_next_item_from_the_order(cyclic_model: SASRecRetriever) -> N
     requests = Histories.from_lists([[3, 4, 5], [8, 9], [9, 0, 1, 2, 3, 4, 5, 6, 7]], n_items=N_ITEMS)
     got = cyclic_model.retrieve(requests, k=1)
     assert got.ids[:, 0].tolist() == [6, 0, 8]
+
+
+def test_learns_with_popularity_sampled_negatives(cyclic_histories: Histories) -> None:
+    params = {**TINY, "n_negatives": 4, "negative_sampling": "popularity", "max_epochs": 15, "patience": 15}
+    model = SASRecRetriever(**params).fit(TrainData(cyclic_histories))  # type: ignore[arg-type]
+    got = model.retrieve(Histories.from_lists([[3, 4, 5], [8, 9]], n_items=N_ITEMS), k=1)
+    assert got.ids[:, 0].tolist() == [6, 0]
+
+
+def test_popularity_sampler_draws_distinct_items_and_counts_repeats() -> None:
+    histories = Histories.from_lists([[0] * 97 + [1, 2]], n_items=4)  # item 3 is never seen
+    sampler = _NegativeSampler.build("popularity", 50, histories)
+    tokens, correction = sampler.draw(np.random.default_rng(0))
+    assert len(np.unique(tokens)) == len(tokens) and set(tokens) <= {1, 2, 3, 4}
+    # Expected draws of item 0 in 50: 50 * 98/103; it is drawn c times, so log(expected / c) is small.
+    first = int(np.flatnonzero(tokens == 1)[0])
+    assert abs(correction[first]) < 0.2
+    uniform = _NegativeSampler.build("uniform", 50, histories)
+    assert sorted(uniform.draw(np.random.default_rng(0))[0].tolist()) == [1, 2, 3, 4]
 
 
 def test_history_beyond_max_len_and_empty_history_are_scored(cyclic_model: SASRecRetriever) -> None:
@@ -108,6 +127,8 @@ def test_pad_left_keeps_the_last_items_right_aligned() -> None:
 def test_invalid_settings_and_unusable_data_are_explained() -> None:
     with pytest.raises(ConfigError, match="multiple of n_heads"):
         SASRecRetriever(hidden_size=10, n_heads=3).fit(TrainData(Histories.from_lists([[0, 1]], 2)))
+    with pytest.raises(ConfigError, match="uniform"):
+        SASRecRetriever(negative_sampling="hard").fit(TrainData(Histories.from_lists([[0, 1]], 2)))
     with pytest.raises(DataError, match="two or more items"):
         SASRecRetriever(**TINY).fit(TrainData(Histories.from_lists([[0], [1]], 2)))  # type: ignore[arg-type]
 

@@ -38,6 +38,7 @@ def pad_left(histories: Histories, max_len: int, width: int | None = None) -> In
     """
     lengths = np.minimum(histories.lengths(), max_len)
     width = width if width is not None else max(1, int(lengths.max(initial=0)))
+    lengths = np.minimum(lengths, width)
     tokens = np.zeros((len(histories), width), dtype=np.int64)
     rows = np.repeat(np.arange(len(histories)), lengths)
     # Column of each kept item counted from the right edge: 1 for the last item of a row.
