@@ -19,6 +19,7 @@ import numpy.typing as npt
 from shopfusion.data.interactions import FloatArray
 from shopfusion.ranking.fusion import Fusion, FusionInput, Labels
 from shopfusion.ranking.groups import group_ids
+from shopfusion.ranking.losses import listwise_softmax_loss
 
 
 def request_context(data: FusionInput) -> FloatArray:
@@ -78,13 +79,8 @@ class AttentionFusion(Fusion):
             optimizer.zero_grad()
             weights = torch.softmax(net(ctx), dim=1)
             scores = (weights[gid] * z).sum(dim=1)
-            # Listwise softmax cross-entropy: -log P(positive | its request's candidates).
-            top = torch.zeros(n_groups).scatter_reduce(
-                0, gid, scores.detach(), reduce="amax", include_self=False
-            )
-            log_norm = torch.log(torch.zeros(n_groups).index_add(0, gid, torch.exp(scores - top[gid]))) + top
-            loss = (log_norm[gid[positive]] - scores[positive]).mean()
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss = listwise_softmax_loss(scores, positive, gid, n_groups)
+            loss.backward()
             optimizer.step()
         self.state_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
         return self

@@ -21,6 +21,7 @@ from shopfusion.data.schema import EventType
 from shopfusion.errors import ConfigError
 from shopfusion.ranking.fusion import Fusion, FusionInput, Labels
 from shopfusion.ranking.groups import group_ids
+from shopfusion.ranking.losses import listwise_softmax_loss
 
 CONVERSION_KINDS = (EventType.ADD_TO_CART.code, EventType.PURCHASE.code)
 
@@ -84,18 +85,13 @@ class MultiTaskFusion(Fusion):
         net = self._network(x.shape[1])
         optimizer = torch.optim.Adam(net.parameters(), lr=self.learning_rate, weight_decay=1e-5)
 
-        def listwise(scores: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-            top = torch.zeros(n_groups).scatter_reduce(
-                0, gid, scores.detach(), reduce="amax", include_self=False
-            )
-            log_norm = torch.log(torch.zeros(n_groups).index_add(0, gid, torch.exp(scores - top[gid]))) + top
-            return (log_norm[gid[pos]] - scores[pos]).mean()
-
         for _ in range(self.epochs):
             optimizer.zero_grad()
             out = net(x)
-            loss = listwise(out[:, 0], positive) + listwise(out[:, 1], convert_positive)
-            loss.backward()  # type: ignore[no-untyped-call]
+            loss = listwise_softmax_loss(out[:, 0], positive, gid, n_groups) + listwise_softmax_loss(
+                out[:, 1], convert_positive, gid, n_groups
+            )
+            loss.backward()
             optimizer.step()
         self.state_ = {k: v.detach().numpy().copy() for k, v in net.state_dict().items()}
         return self

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+import scipy.sparse as sp
 
 from shopfusion import __version__
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
@@ -167,6 +168,21 @@ def read_manifest(path: Path, expected_name: str | None = None) -> dict[str, Any
     if expected_name is not None and manifest.get("name") != expected_name:
         raise ArtifactError(f"{path} holds a {manifest.get('name')!r} model, not {expected_name!r}")
     return manifest
+
+
+def sparse_to_arrays(matrix: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
+    """A CSR matrix as named arrays for ``arrays.npz`` (the inverse of :func:`sparse_from_arrays`)."""
+    return {
+        "indptr": matrix.indptr,
+        "indices": matrix.indices,
+        "data": matrix.data,
+        "shape": np.array(matrix.shape),
+    }
+
+
+def sparse_from_arrays(arrays: Mapping[str, npt.NDArray[Any]]) -> sp.csr_matrix:
+    shape = tuple(int(x) for x in arrays["shape"])
+    return sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
 
 
 def mask_history(scores: FloatArray, requests: Histories) -> None:

@@ -14,7 +14,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from shopfusion.data.interactions import FloatArray, Histories
-from shopfusion.retrieval.base import Retriever, TrainData
+from shopfusion.retrieval.base import Retriever, TrainData, sparse_from_arrays, sparse_to_arrays
 
 
 class ItemToItemRetriever(Retriever):
@@ -49,12 +49,10 @@ class ItemToItemRetriever(Retriever):
         return np.asarray((weights @ self.similarity_).toarray(), dtype=np.float32)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        s = self.similarity_
-        return {"indptr": s.indptr, "indices": s.indices, "data": s.data, "shape": np.array(s.shape)}
+        return sparse_to_arrays(self.similarity_)
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-        shape = tuple(int(x) for x in arrays["shape"])
-        self.similarity_ = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        self.similarity_ = sparse_from_arrays(arrays)
 
 
 def _keep_top_per_row(matrix: sp.csr_matrix, k: int) -> sp.csr_matrix:

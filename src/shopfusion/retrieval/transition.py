@@ -17,7 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from shopfusion.data.interactions import FloatArray, Histories
-from shopfusion.retrieval.base import Retriever, TrainData
+from shopfusion.retrieval.base import Retriever, TrainData, sparse_from_arrays, sparse_to_arrays
 
 
 class TransitionRetriever(Retriever):
@@ -76,9 +76,7 @@ class TransitionRetriever(Retriever):
         return np.asarray((weights @ self.transitions_).toarray(), dtype=np.float32)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
-        t = self.transitions_
-        return {"indptr": t.indptr, "indices": t.indices, "data": t.data, "shape": np.array(t.shape)}
+        return sparse_to_arrays(self.transitions_)
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
-        shape = tuple(int(x) for x in arrays["shape"])
-        self.transitions_ = sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
+        self.transitions_ = sparse_from_arrays(arrays)
