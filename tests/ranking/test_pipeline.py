@@ -123,7 +123,19 @@ def test_ablation_reports_every_variant(tmp_path: Path) -> None:
     data = write_s3rec_folder(tmp_path / "tiny")
     out = tmp_path / "ablation.json"
     result = CliRunner().invoke(
-        app, ["evaluate", "ablation", "--data", str(data), "--config", str(config), "--json", str(out)]
+        app,
+        [
+            "evaluate",
+            "ablation",
+            "--data",
+            str(data),
+            "--config",
+            str(config),
+            "--json",
+            str(out),
+            "--max-users",
+            "40",
+        ],
     )
     assert result.exit_code == 0, result.output
     import json

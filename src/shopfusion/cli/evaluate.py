@@ -116,17 +116,22 @@ def evaluate_ablation(
         Path | None, typer.Option("--json", help="write the machine-readable table here")
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of tie-breaking and bootstrap")] = 0,
+    max_users: Annotated[
+        int | None, typer.Option(help="evaluate on a random sample of this many test users (all train)")
+    ] = None,
 ) -> None:
     """The pipeline, the pipeline minus each source, and each fusion method, on the test target."""
     console = Console(stderr=True)
     try:
         pipeline = load_config(config) if config else default_config()
-        report = run_ablation(load_dataset(data), pipeline, seed=seed, progress=sys.stderr.isatty())
+        report = run_ablation(
+            load_dataset(data), pipeline, seed=seed, progress=sys.stderr.isatty(), max_users=max_users
+        )
     except ShopfusionError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     report["command"] = "shopfusion " + shlex.join(sys.argv[1:]) if sys.argv else ""
-    table = Table(title=f"ablation · {report['dataset']} · test")
+    table = Table(title=f"ablation · {report['dataset']} · test ({report['n_users_evaluated']} users)")
     for column in ("variant", "HR@10", "NDCG@10", "NDCG@10 95% CI", "HR@20", "NDCG@20", "s"):
         table.add_column(column, justify="left" if column == "variant" else "right")
     for label, row in report["results"].items():

@@ -15,6 +15,7 @@ import numpy as np
 
 from shopfusion.config import PipelineConfig
 from shopfusion.data.dataset import Dataset
+from shopfusion.data.splits import EvalTask
 from shopfusion.evaluation.benchmark import Protocol, make_split
 from shopfusion.evaluation.harness import evaluate_scores
 from shopfusion.ranking.pipeline import FusionRetriever, HeldOut, build_source
@@ -42,8 +43,15 @@ def run_ablation(
     protocol: Protocol = "s3rec-loo",
     seed: int = 0,
     progress: bool = True,
+    max_users: int | None = None,
 ) -> dict[str, Any]:
+    """``max_users`` evaluates every variant on the same random sample of test users (faster, wider CIs);
+    training always uses every user."""
     split = make_split(dataset, protocol)
+    test = split.test
+    if max_users is not None and len(test.requests) > max_users:
+        sample = np.sort(np.random.default_rng(seed).choice(len(test.requests), max_users, replace=False))
+        test = EvalTask(test.train, test.requests.rows(sample), test.targets.rows(sample))
     train = TrainData(split.test.train, dataset.catalog)
     started = time.perf_counter()
     holdout = HeldOut.of(train.histories, config, np.random.default_rng(config.seed))
@@ -61,7 +69,7 @@ def run_ablation(
         model.use_sources(full_sources, train)
         result = evaluate_scores(
             model.score,
-            split.test,
+            test,
             np.random.default_rng(seed + 1),
             beyond_accuracy=False,
             progress=label if progress else None,
@@ -75,6 +83,7 @@ def run_ablation(
         "dataset": dataset.name,
         "protocol": protocol,
         "split": "test",
+        "n_users_evaluated": len(test.requests),
         "sources": [s.name for s in config.sources],
         "shared_source_fit_seconds": round(fit_seconds, 1),
         "results": rows,
