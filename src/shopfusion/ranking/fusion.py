@@ -13,7 +13,6 @@ shopper took next?) grouped by request, never from the evaluation target:
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy.typing as npt
 from shopfusion.data.interactions import FloatArray, IntArray
 from shopfusion.errors import ConfigError, ModelFitError, NotFittedError
 from shopfusion.ranking.groups import group_ids, ndcg_at_k
+from shopfusion.retrieval.base import constructor_params
 
 Labels = npt.NDArray[np.bool_]
 
@@ -72,8 +72,7 @@ class Fusion(ABC):
     name: ClassVar[str]
 
     def get_params(self) -> dict[str, Any]:
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+        return constructor_params(self)
 
     @abstractmethod
     def fit(self, data: FusionInput, labels: Labels, rng: np.random.Generator) -> Self: ...

@@ -66,9 +66,7 @@ class Retriever(ABC):
     n_items_: int
 
     def get_params(self) -> dict[str, Any]:
-        """Hyper-parameters, read from the constructor signature (as in scikit-learn)."""
-        names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
-        return {n: getattr(self, n) for n in names}
+        return constructor_params(self)
 
     def with_params(self, **params: Any) -> Self:
         unknown = set(params) - set(self.get_params())
@@ -148,6 +146,13 @@ class Retriever(ABC):
             model._restore(arrays)
         model.n_items_ = int(manifest["n_items"])
         return model
+
+
+def constructor_params(obj: object) -> dict[str, Any]:
+    """Hyper-parameters, read from the constructor signature (as in scikit-learn): constructors
+    only store their arguments, so the signature is the one list of them."""
+    names = [p for p in inspect.signature(type(obj).__init__).parameters if p != "self"]
+    return {n: getattr(obj, n) for n in names}
 
 
 def read_manifest(path: Path, expected_name: str | None = None) -> dict[str, Any]:
