@@ -1,0 +1,1 @@
+"""Product search: query understanding, lexical + dense retrieval, learned ranking, filters and facets."""

@@ -1,0 +1,61 @@
+"""The contract between the search engine and its callers (CLI, HTTP service, benchmarks).
+
+Item positions are the catalog's internal indices (``IdMap`` of the artifact); callers turn them into
+external ids. Nothing here depends on how the engine is built, so the service can be tested with any
+implementation of :class:`Searcher`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Hard filters applied before ranking; ``None`` means no constraint."""
+
+    categories: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    min_price: float | None = None
+    max_price: float | None = None
+    in_stock_only: bool = False
+
+
+@dataclass(frozen=True)
+class FacetValue:
+    value: str
+    count: int
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k items, best first, with their final scores and the facet counts over all matches."""
+
+    items: IntArray
+    scores: FloatArray
+    facets: dict[str, list[FacetValue]] = field(default_factory=dict)
+    # Per-item contribution of each signal (lexical, dense, intent, prior, personal...) for explanations.
+    explanations: list[dict[str, float]] = field(default_factory=list)
+    corrected_query: str | None = None
+
+
+class Searcher(Protocol):
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        history: IntArray | None = None,
+        filters: SearchFilters | None = None,
+        exclude_history: bool = False,
+    ) -> SearchResult:
+        """Rank the catalog for ``query``; ``history`` (item indices, oldest first) personalises the
+        ranking and, with ``exclude_history`` (the benchmark protocol), is left out of the result."""
+        ...
