@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shopfusion.errors import ConfigError
 
-FusionMethod = Literal["weighted", "alpha", "attention", "lambdamart", "multitask"]
+FusionMethod = Literal["weighted", "alpha", "attention", "lambdamart", "multitask", "select"]
 
 
 class SourceConfig(BaseModel):
@@ -39,7 +39,7 @@ class SourceConfig(BaseModel):
 class FusionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    method: FusionMethod = "lambdamart"
+    method: FusionMethod = "select"
     params: dict[str, Any] = Field(default_factory=dict)
     max_negatives: int = Field(default=100, ge=1, description="negatives kept per request for training")
 

@@ -128,3 +128,36 @@ def test_multitask_convert_head_prefers_what_sells() -> None:
 def test_unknown_method_lists_the_known_ones() -> None:
     with pytest.raises(ConfigError, match="lambdamart"):
         fusion_class("magic")
+
+
+def test_select_keeps_the_method_that_ranks_held_out_requests_best() -> None:
+    data, labels = synthetic()
+    # alpha over two weak sources cannot match a weighted average that finds item2item.
+    params = {"alpha": {"content_source": "noise", "cf_source": "content"}}
+    model = fusion_class("select")(methods=["alpha", "weighted"], params=params)
+    model.fit(data, labels, np.random.default_rng(0))
+    assert model.chosen_ == "weighted"
+    assert model.selection_ndcg_["weighted"] > model.selection_ndcg_["alpha"]
+
+
+def test_select_skips_a_method_the_data_cannot_support() -> None:
+    data, labels = synthetic()
+    single = FusionInput(
+        data.features,
+        data.feature_names,
+        data.sources,
+        data.group_ptr,
+        np.full(len(data.group_ptr) - 1, EventType.CLICK.code, dtype=np.int8),
+    )
+    model = fusion_class("select")(methods=["multitask", "weighted"]).fit(
+        single, labels, np.random.default_rng(0)
+    )
+    assert model.chosen_ == "weighted"
+    assert set(model.selection_ndcg_) == {"weighted"}
+
+
+def test_select_refuses_unknown_or_recursive_methods() -> None:
+    with pytest.raises(ConfigError, match="lambdamart"):
+        fusion_class("select")(methods=["magic"])
+    with pytest.raises(ConfigError, match="other fusion"):
+        fusion_class("select")(methods=["select"])

@@ -16,6 +16,7 @@ from shopfusion.data.interactions import Histories
 from shopfusion.errors import ArtifactError, ConfigError
 from shopfusion.ranking.candidates import generate_candidates
 from shopfusion.ranking.features import ItemStatistics, build_features, feature_names
+from shopfusion.ranking.fusion import FusionInput
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval import ItemToItemRetriever, PopularityRetriever, TrainData
 
@@ -65,6 +66,36 @@ def test_batch_equals_single_and_scores_are_finite(
         np.testing.assert_allclose(fitted.score(clustered_histories.rows([i]))[0], batch[i], rtol=1e-5)
 
 
+def test_a_scores_only_fusion_serves_without_the_other_features(
+    fitted: FusionRetriever, clustered_histories: Histories
+) -> None:
+    """Weighted fusion reads only the source scores; skipping the other features must not change a
+    single score, and the fast path must really be taken."""
+    requests = clustered_histories.rows([0, 1, 2])
+    batch, fast = fitted.candidates(requests)
+    assert fast.feature_names == tuple(f"{s}_score" for s in fast.sources)
+    names = tuple(fitted.sources_)
+    full = FusionInput(
+        build_features(batch, requests, fitted.stats_), tuple(feature_names(names)), names, batch.group_ptr
+    )
+    np.testing.assert_allclose(fitted.fusion_.predict(fast), fitted.fusion_.predict(full), rtol=1e-6)
+
+
+def test_select_fusion_chooses_on_whole_candidate_lists(
+    clustered_histories: Histories, tmp_path: Path
+) -> None:
+    config = {**SMALL, "fusion": {"method": "select", "params": {"methods": ["weighted", "lambdamart"]}}}
+    model = FusionRetriever(config).fit(TrainData(clustered_histories))
+    fusion = model.fusion_
+    assert fusion.chosen_ in {"weighted", "lambdamart"}
+    assert set(fusion.selection_ndcg_) <= {"weighted", "lambdamart"} and fusion.selection_ndcg_
+    assert fusion.selection_ndcg_[fusion.chosen_] == max(fusion.selection_ndcg_.values())
+    model.save(tmp_path / "m")
+    loaded = FusionRetriever.load(tmp_path / "m")
+    assert loaded.fusion_.chosen_ == fusion.chosen_
+    np.testing.assert_allclose(loaded.score(clustered_histories), model.score(clustered_histories), rtol=1e-5)
+
+
 def test_save_load_round_trip(
     fitted: FusionRetriever, clustered_histories: Histories, tmp_path: Path
 ) -> None:
@@ -90,7 +121,7 @@ def test_config_errors_name_the_broken_key(tmp_path: Path) -> None:
 
 def test_packaged_default_config_is_valid() -> None:
     config = default_config()
-    assert config.fusion.method == "lambdamart"
+    assert config.fusion.method == "select"
     assert len(config.sources) >= 3
 
 

@@ -21,7 +21,7 @@ from shopfusion.evaluation.harness import evaluate_scores
 from shopfusion.ranking.pipeline import FusionRetriever, HeldOut, build_source
 from shopfusion.retrieval.base import TrainData
 
-FUSION_METHODS = ("lambdamart", "weighted", "attention")
+FUSION_METHODS = ("select", "lambdamart", "weighted", "attention")
 
 
 def ablation_variants(config: PipelineConfig) -> dict[str, PipelineConfig]:

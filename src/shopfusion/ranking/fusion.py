@@ -70,9 +70,16 @@ class Fusion(ABC):
     """Constructor stores hyper-parameters; ``fit`` learns and returns ``self``."""
 
     name: ClassVar[str]
+    #: True when ``predict`` reads only the ``{source}_score`` columns: serving then skips building
+    #: the other features (the larger part of a request's cost after the sources themselves).
+    scores_only: ClassVar[bool] = False
 
     def get_params(self) -> dict[str, Any]:
         return constructor_params(self)
+
+    @property
+    def needs_features(self) -> bool:
+        return not self.scores_only
 
     @abstractmethod
     def fit(self, data: FusionInput, labels: Labels, rng: np.random.Generator) -> Self: ...
@@ -104,6 +111,7 @@ class WeightedFusion(Fusion):
     of the procedure (fit on k-1 folds of requests, score the held-out fold)."""
 
     name: ClassVar[str] = "weighted"
+    scores_only: ClassVar[bool] = True
 
     def __init__(self, rounds: int = 3, folds: int = 5) -> None:
         self.rounds = rounds
@@ -144,6 +152,7 @@ class AlphaBlendFusion(Fusion):
     both standardised per request; ``α`` picked on a grid by cross-validated NDCG@10."""
 
     name: ClassVar[str] = "alpha"
+    scores_only: ClassVar[bool] = True
 
     def __init__(self, content_source: str = "content", cf_source: str = "item2item", folds: int = 5) -> None:
         self.content_source = content_source

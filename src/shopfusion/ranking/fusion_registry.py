@@ -6,10 +6,18 @@ from shopfusion.errors import ConfigError
 from shopfusion.ranking.attention import AttentionFusion
 from shopfusion.ranking.fusion import AlphaBlendFusion, Fusion, LambdaMARTFusion, WeightedFusion
 from shopfusion.ranking.multitask import MultiTaskFusion
+from shopfusion.ranking.selection import SelectedFusion
 
 FUSIONS: dict[str, type[Fusion]] = {
     cls.name: cls
-    for cls in (WeightedFusion, AlphaBlendFusion, AttentionFusion, LambdaMARTFusion, MultiTaskFusion)
+    for cls in (
+        WeightedFusion,
+        AlphaBlendFusion,
+        AttentionFusion,
+        LambdaMARTFusion,
+        MultiTaskFusion,
+        SelectedFusion,
+    )
 }
 
 

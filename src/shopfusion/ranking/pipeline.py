@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shopfusion.config import PipelineConfig, SourceConfig, default_config, parse_config
-from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.data.splits import _replace_rows
 from shopfusion.errors import ModelFitError
 from shopfusion.ranking.candidates import CandidateBatch, generate_candidates
@@ -30,6 +30,7 @@ from shopfusion.ranking.features import ItemStatistics, build_features, feature_
 from shopfusion.ranking.fusion import Fusion, FusionInput
 from shopfusion.ranking.fusion_registry import fusion_class
 from shopfusion.ranking.groups import subsample_groups
+from shopfusion.ranking.selection import SelectedFusion
 from shopfusion.retrieval.base import Retriever, TrainData, read_manifest
 from shopfusion.retrieval.registry import retriever_class
 
@@ -59,6 +60,62 @@ class HeldOut:
         held_in = _replace_rows(histories.drop_last(1), histories, short)
         kinds = None if histories.kinds is None else histories.last_kind(1)[long]
         return cls(held_in, held_in.rows(long), histories.last(1)[long], kinds)
+
+
+@dataclass(frozen=True)
+class TrainingRows:
+    """What the fusion learns from: subsampled candidate lists (``train``) and, for selecting a
+    method, other requests' whole lists (``check``) and the same subsampled (``check_subsampled``)."""
+
+    train: tuple[FusionInput, npt.NDArray[np.bool_]]
+    check: tuple[FusionInput, npt.NDArray[np.bool_]] | None
+    check_subsampled: tuple[FusionInput, npt.NDArray[np.bool_]] | None
+
+
+class _RowSink:
+    """Collects candidate rows batch by batch; ``build`` makes one :class:`FusionInput`."""
+
+    def __init__(self, sources: tuple[str, ...]) -> None:
+        self.sources = sources
+        self.features: list[FloatArray] = []
+        self.labels: list[npt.NDArray[np.bool_]] = []
+        self.sizes: list[npt.NDArray[np.int64]] = []
+        self.kinds: list[npt.NDArray[np.int8]] | None = []
+
+    @property
+    def n_groups(self) -> int:
+        return sum(len(s) for s in self.sizes)
+
+    def add(
+        self,
+        features: FloatArray,
+        labels: npt.NDArray[np.bool_],
+        sizes: npt.NDArray[np.int64],
+        kinds: npt.NDArray[np.int8] | None,
+    ) -> None:
+        self.features.append(features)
+        self.labels.append(labels)
+        self.sizes.append(np.asarray(sizes, dtype=np.int64))
+        if kinds is None or self.kinds is None:
+            self.kinds = None
+        else:
+            self.kinds.append(kinds)
+
+    def build(self) -> tuple[FusionInput, npt.NDArray[np.bool_]]:
+        sizes = np.concatenate(self.sizes)
+        group_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        kinds = None if self.kinds is None else np.concatenate(self.kinds)
+        names = tuple(feature_names(self.sources))
+        return (
+            FusionInput(np.concatenate(self.features), names, self.sources, group_ptr, kinds),
+            np.concatenate(self.labels),
+        )
+
+
+def _group_ptr_of(rows: IntArray, kept_requests: IntArray, n_requests: int) -> IntArray:
+    """CSR pointer over the kept requests' candidates (``rows``: request of each candidate, sorted)."""
+    counts = np.bincount(rows, minlength=n_requests)[kept_requests]
+    return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
 
 
 def build_source(config: SourceConfig) -> Retriever:
@@ -102,11 +159,20 @@ class FusionRetriever(Retriever):
         rng = np.random.default_rng(cfg.seed)
         sources = {s.name: held_out_sources[s.name] for s in cfg.sources}
         stats = ItemStatistics.fit(holdout.held_in, data.catalog)
-        fusion_input, labels = self._training_rows(sources, stats, holdout, rng)
         fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
-        fusion.fit(fusion_input, labels, rng)
+        if isinstance(fusion, SelectedFusion):
+            whole = rng.random(len(holdout.requests)) < fusion.selection_fraction
+            rows = self._training_rows(sources, stats, holdout, rng, whole)
+            if rows.check is None or rows.check_subsampled is None:
+                raise ModelFitError("select fusion: too few held-out requests to choose a method on")
+            fusion.fit_and_select(rows.train, rows.check, rows.check_subsampled, rng)
+            n_groups = len(rows.train[0].group_ptr) + len(rows.check_subsampled[0].group_ptr) - 2
+        else:
+            rows = self._training_rows(sources, stats, holdout, rng, None)
+            fusion.fit(*rows.train, rng)
+            n_groups = len(rows.train[0].group_ptr) - 1
         self.fusion_ = fusion
-        self.training_groups_ = len(fusion_input.group_ptr) - 1
+        self.training_groups_ = n_groups
         self.timings_ = {}
 
     def use_sources(self, sources: Mapping[str, Retriever], data: TrainData) -> None:
@@ -121,42 +187,50 @@ class FusionRetriever(Retriever):
         stats: ItemStatistics,
         holdout: HeldOut,
         rng: np.random.Generator,
-    ) -> tuple[FusionInput, npt.NDArray[np.bool_]]:
+        whole: npt.NDArray[np.bool_] | None,
+    ) -> TrainingRows:
+        """Candidates of the held-out requests with their features and labels. Requests flagged in
+        ``whole`` also keep their full candidate lists (to compare fusions as they will serve)."""
         cfg = self.pipeline
         names = tuple(sources)
-        feats: list[FloatArray] = []
-        labels: list[npt.NDArray[np.bool_]] = []
-        sizes: list[npt.NDArray[np.int64]] = []
-        kinds: list[npt.NDArray[np.int8]] = []
+        train, check, check_sub = _RowSink(names), _RowSink(names), _RowSink(names)
         per_source = {s.name: s.candidates for s in cfg.sources}
         requests, targets, target_kinds = holdout.requests, holdout.targets, holdout.target_kinds
+        flags = np.zeros(len(requests), dtype=bool) if whole is None else whole
         for start in range(0, len(requests), cfg.batch_size):
             rows = np.arange(start, min(start + cfg.batch_size, len(requests)))
             batch_requests = requests.rows(rows)
             batch = generate_candidates(sources, batch_requests, per_source)
             features = build_features(batch, batch_requests, stats)
             label = batch.item == targets[rows][batch.row]
+            kinds = None if target_kinds is None else target_kinds[rows]
             priority = features[:, feature_names(names).index("best_rank")]
-            keep, ptr = subsample_groups(label, batch.group_ptr, priority, cfg.fusion.max_negatives, rng)
-            feats.append(features[keep])
-            labels.append(label[keep])
-            sizes.append(np.diff(ptr))
-            if target_kinds is not None:
-                has_positive = np.bincount(batch.row[label], minlength=len(rows)) > 0
-                kinds.append(target_kinds[rows][has_positive])
-        all_sizes = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
-        group_ptr = np.concatenate([[0], np.cumsum(all_sizes)]).astype(np.int64)
-        if len(all_sizes) == 0:
+            in_check = flags[rows]
+            for sink, selected in ((train, ~in_check), (check_sub, in_check)):
+                keep_rows = selected[batch.row]
+                ptr = _group_ptr_of(batch.row[keep_rows], np.flatnonzero(selected), len(rows))
+                keep, sub_ptr = subsample_groups(
+                    label[keep_rows], ptr, priority[keep_rows], cfg.fusion.max_negatives, rng
+                )
+                has_positive = np.bincount(batch.row[keep_rows][label[keep_rows]], minlength=len(rows)) > 0
+                sink.add(
+                    features[keep_rows][keep],
+                    label[keep_rows][keep],
+                    np.diff(sub_ptr),
+                    None if kinds is None else kinds[has_positive & selected],
+                )
+            if in_check.any():
+                keep_rows = in_check[batch.row]
+                sizes = np.bincount(batch.row[keep_rows], minlength=len(rows))[in_check]
+                check.add(
+                    features[keep_rows], label[keep_rows], sizes, None if kinds is None else kinds[in_check]
+                )
+        if train.n_groups == 0:
             raise ModelFitError("no held-out target was among the candidates: raise `candidates` per source")
-        return (
-            FusionInput(
-                np.concatenate(feats),
-                tuple(feature_names(names)),
-                names,
-                group_ptr,
-                np.concatenate(kinds) if target_kinds is not None else None,
-            ),
-            np.concatenate(labels),
+        return TrainingRows(
+            train.build(),
+            check.build() if check.n_groups else None,
+            check_sub.build() if check_sub.n_groups else None,
         )
 
     # --- serving ---------------------------------------------------------------------------
@@ -165,6 +239,9 @@ class FusionRetriever(Retriever):
         cfg = self.pipeline
         batch = generate_candidates(self.sources_, requests, {s.name: s.candidates for s in cfg.sources})
         names = tuple(self.sources_)
+        if not self.fusion_.needs_features:
+            score_names = tuple(f"{name}_score" for name in names)
+            return batch, FusionInput(batch.source_scores, score_names, names, batch.group_ptr)
         fusion_input = FusionInput(
             build_features(batch, requests, self.stats_), tuple(feature_names(names)), names, batch.group_ptr
         )

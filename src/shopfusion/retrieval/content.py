@@ -111,14 +111,19 @@ class EmbeddingRetriever(Retriever):
     def _score(self, requests: Histories) -> FloatArray:
         last = requests.last()
         if self.similarity_ is None:
-            history = self.profiles(requests) @ self.item_embeddings_.T
-            last_rows = self.item_embeddings_[np.maximum(last, 0)] @ self.item_embeddings_.T
-        else:
-            weights = requests.to_csr(recency_half_life=self.recency_half_life)
-            totals = np.asarray(weights.sum(axis=1)).ravel()
-            weights = sp.diags(1.0 / np.maximum(totals, 1e-12)) @ weights
-            history = (weights @ self.similarity_).toarray()
-            last_rows = self.similarity_[np.maximum(last, 0)].toarray()
+            # Similarity is linear in the query vector, so blending the profile with the last item's
+            # embedding before the product gives the same scores for one pass over the catalog.
+            query = self.profiles(requests)
+            if self.last_item_weight > 0:
+                last_vectors = self.item_embeddings_[np.maximum(last, 0)]
+                last_vectors[last < 0] = 0.0
+                query = (1.0 - self.last_item_weight) * query + self.last_item_weight * last_vectors
+            return np.asarray(query @ self.item_embeddings_.T, dtype=np.float32)
+        weights = requests.to_csr(recency_half_life=self.recency_half_life)
+        totals = np.asarray(weights.sum(axis=1)).ravel()
+        weights = sp.diags(1.0 / np.maximum(totals, 1e-12)) @ weights
+        history = (weights @ self.similarity_).toarray()
+        last_rows = self.similarity_[np.maximum(last, 0)].toarray()
         scores = np.asarray(history, dtype=np.float32)
         if self.last_item_weight > 0:
             last_rows[last < 0] = 0.0
