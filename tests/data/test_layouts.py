@@ -216,3 +216,17 @@ def test_real_yoochoose() -> None:
     assert (ds.n_users, ds.n_items, len(ds.interactions)) == (17_744, 5_630, 145_716)
     assert ds.metadata["timestamps"] == "milliseconds"
     assert 1.3e9 < ds.interactions.timestamp.min() < ds.interactions.timestamp.max() < 1.5e9
+
+
+def test_timestamped_buys_file_adds_purchases(tmp_path: Path) -> None:
+    from tests_support import write_yoochoose_folder
+
+    from shopfusion.data.schema import EventType
+
+    folder = write_yoochoose_folder(tmp_path / "yc", n_sessions=30)
+    ds = load_layout(folder).dataset
+    kinds = set(ds.interactions.event_type.tolist())
+    assert kinds == {EventType.CLICK.code, EventType.PURCHASE.code}
+    assert int((ds.interactions.event_type == EventType.PURCHASE.code).sum()) == 10
+    clicks_only = load_layout(write_yoochoose_folder(tmp_path / "yc2", n_sessions=30, buys=False)).dataset
+    assert set(clicks_only.interactions.event_type.tolist()) == {EventType.CLICK.code}

@@ -224,3 +224,31 @@ def test_a_never_bought_item_reaches_shoppers_through_its_text(
     tv_fan = model.retrieve(Histories.from_lists([[5, 6, 7, 8, 9]], 12), k=2)
     assert 10 in lipstick_fan.ids[0]
     assert 11 in tv_fan.ids[0]
+
+
+def test_multitask_fusion_on_a_yoochoose_style_stream_with_buys(tmp_path: Path) -> None:
+    """Clicks + buys (two event types): the multi-task fusion trains both heads and competes in
+    `select`; on clicks alone it cannot, and `select` falls back to the other methods."""
+    from tests_support import write_yoochoose_folder
+
+    from shopfusion.data.layouts import load_dataset
+
+    sources = [{"name": "transition", "candidates": 10}, {"name": "item2item", "candidates": 10}]
+    select = {"method": "select", "params": {"methods": ["multitask", "weighted"]}}
+    with_buys = load_dataset(write_yoochoose_folder(tmp_path / "buys", n_sessions=400))
+    histories = with_buys.interactions.histories()
+    assert histories.kinds is not None and len(set(histories.kinds.tolist())) == 2
+    multitask = FusionRetriever(
+        {"sources": sources, "fusion": {"method": "multitask"}, "holdout_min_length": 2}
+    )
+    multitask.fit(TrainData(histories, with_buys.catalog))
+    heads = multitask.fusion_.heads(multitask.candidates(histories.rows([0, 1, 2]))[1])
+    assert heads.shape[1] == 2 and np.isfinite(heads).all()
+    chooser = FusionRetriever({"sources": sources, "fusion": select, "holdout_min_length": 2})
+    chooser.fit(TrainData(histories, with_buys.catalog))
+    assert set(chooser.fusion_.selection_ndcg_) == {"multitask", "weighted"}
+
+    clicks = load_dataset(write_yoochoose_folder(tmp_path / "clicks", n_sessions=400, buys=False))
+    chooser = FusionRetriever({"sources": sources, "fusion": select, "holdout_min_length": 2})
+    chooser.fit(TrainData(clicks.interactions.histories(), clicks.catalog))
+    assert set(chooser.fusion_.selection_ndcg_) == {"weighted"}

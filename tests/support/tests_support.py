@@ -21,3 +21,28 @@ def write_s3rec_folder(folder: Path, n_users: int = 80, seed: int = 0) -> Path:
     titles = "\n".join(f"{i}\tB{i:05d}\tProduct &amp; {i}" for i in range(1, 41))
     (folder / "items.tsv").write_text("item_id\tasin\ttitle\n" + titles + "\n")
     return folder
+
+
+def write_yoochoose_folder(folder: Path, n_sessions: int = 300, seed: int = 0, buys: bool = True) -> Path:
+    """A yoochoose-style stream (session_id, item_id, timestamp in ms): sessions browse one of four
+    item groups in order; with ``buys``, a third of them end by buying an item of their group, and the
+    bought item is always an "even" item: a convert head can learn what sells."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    clicks, bought = ["session_id\titem_id\ttimestamp"], ["session_id\titem_id\ttimestamp"]
+    clock = 1_396_720_000_000
+    for session in range(1, n_sessions + 1):
+        group = session % 4
+        start = int(rng.integers(0, 10))
+        for j in range(int(rng.integers(3, 7))):
+            clock += int(rng.integers(1_000, 60_000))
+            clicks.append(f"{session}\t{100 + group * 10 + (start + j) % 10}\t{clock}")
+        if buys and session % 3 == 0:
+            clock += 5_000
+            item = 100 + group * 10 + 2 * int(rng.integers(0, 5))
+            clicks.append(f"{session}\t{item}\t{clock}")
+            bought.append(f"{session}\t{item}\t{clock + 1_000}")
+    (folder / "interactions.tsv").write_text("\n".join(clicks) + "\n")
+    if buys:
+        (folder / "buys.tsv").write_text("\n".join(bought) + "\n")
+    return folder

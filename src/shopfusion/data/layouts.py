@@ -6,8 +6,8 @@
   ``items.tsv`` (``item_id, asin, title``). There are no timestamps: the position in
   the sequence becomes synthetic seconds (metadata ``timestamps="synthetic-order"``).
 - ``timestamped``: ``interactions.tsv.gz`` (``user_id|session_id, item_id, timestamp`` in
-  seconds, or milliseconds as in yoochoose, told apart by magnitude) and an optional
-  ``items.tsv.gz`` (``item_id, title``).
+  seconds, or milliseconds as in yoochoose, told apart by magnitude), an optional
+  ``buys.tsv.gz`` (purchases, same columns) and an optional ``items.tsv.gz`` (``item_id, title``).
 - a Parquet snapshot of a store (``snapshot.json`` + ``catalog.parquet`` + ``events.parquet``);
 - a shopfusion export (``events.{jsonl,csv,parquet}`` and optionally ``catalog.*``), validated
   row by row;
@@ -227,12 +227,15 @@ def _interactions(
     user_ids: list[str],
     item_ids: list[str],
     metadata: dict[str, str],
+    event_type: npt.NDArray[np.int8] | None = None,
 ) -> Interactions:
     return Interactions(
         user=user,
         item=item,
         timestamp=timestamp,
-        event_type=np.full(len(user), EventType.CLICK.code, dtype=np.int8),
+        event_type=np.full(len(user), EventType.CLICK.code, dtype=np.int8)
+        if event_type is None
+        else event_type,
         user_map=IdMap("user", user_ids),
         item_map=IdMap("item", item_ids),
         metadata=dict(metadata),
@@ -337,15 +340,27 @@ def _read_sequences(path: Path, problems: list[RowProblem]) -> tuple[list[str], 
 
 
 def load_timestamped(folder: Path, name: str) -> LayoutResult:
+    """Clicks from ``interactions.tsv[.gz]``; purchases, when the stream has them as yoochoose's
+    RecSys 2015 release does, from ``buys.tsv[.gz]`` in the same three columns."""
     problems: list[RowProblem] = []
     path = folder / "interactions.tsv.gz"
     path = path if path.is_file() else folder / "interactions.tsv"
-    table = _read_tsv(path, (("user_id", "session_id"), ("item_id",), ("timestamp",)), problems)
-    user_col = "user_id" if "user_id" in table.columns else "session_id"
-    ts, unit = _timestamps(path, table, problems)
-    ok = ~np.isnan(ts)
-    users = np.asarray(table.columns[user_col], dtype=object)[ok]
-    items = np.asarray(table.columns["item_id"], dtype=object)[ok]
+    streams = [(path, EventType.CLICK)]
+    buys = next((p for p in (folder / "buys.tsv.gz", folder / "buys.tsv") if p.is_file()), None)
+    if buys is not None:
+        streams.append((buys, EventType.PURCHASE))
+    users_parts, items_parts, ts_parts, kind_parts = [], [], [], []
+    user_col, unit = "user_id", "seconds"
+    for stream_path, kind in streams:
+        table = _read_tsv(stream_path, (("user_id", "session_id"), ("item_id",), ("timestamp",)), problems)
+        user_col = "user_id" if "user_id" in table.columns else "session_id"
+        ts, unit = _timestamps(stream_path, table, problems)
+        ok = ~np.isnan(ts)
+        users_parts.append(np.asarray(table.columns[user_col], dtype=object)[ok])
+        items_parts.append(np.asarray(table.columns["item_id"], dtype=object)[ok])
+        ts_parts.append(ts[ok])
+        kind_parts.append(np.full(int(ok.sum()), kind.code, dtype=np.int8))
+    users, items = np.concatenate(users_parts), np.concatenate(items_parts)
     if not len(users):
         raise EmptyDataError(f"{path} holds no valid interaction; check the file")
     user_codes, user_ids = pd.factorize(users)
@@ -359,7 +374,13 @@ def load_timestamped(folder: Path, name: str) -> LayoutResult:
     item_ids = _item_order(pd.Index(seen), list(titles))
     meta = {"layout": "timestamped", "timestamps": unit, "users": user_col, "source": str(folder)}
     interactions = _interactions(
-        user_codes.astype(np.int64), item_codes.astype(np.int64), ts[ok], list(user_ids), item_ids, meta
+        user_codes.astype(np.int64),
+        item_codes.astype(np.int64),
+        np.concatenate(ts_parts),
+        list(user_ids),
+        item_ids,
+        meta,
+        np.concatenate(kind_parts),
     )
     return LayoutResult(Dataset(name, _catalog(item_ids, titles), interactions, dict(meta)), problems)
 
