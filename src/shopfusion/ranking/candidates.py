@@ -61,11 +61,13 @@ def merge_candidates(
         name: (n_per_source if isinstance(n_per_source, int) else n_per_source[name]) for name in names
     }
     n, n_items = len(requests), requests.n_items
-    proposed = np.zeros((n, n_items), dtype=bool)
     max_n = max(per_source.values(), default=0)
-    ranks = np.full((len(names), n, n_items), max_n + 1, dtype=np.float32)
-    rows = np.arange(n)[:, None]
-    for s, name in enumerate(names):
+    # Each source's proposals as flat keys ``row * n_items + item`` with their 1-based rank; the
+    # candidates are the sorted union of the keys. Working on keys rather than dense
+    # (source, request, item) arrays keeps a single request's merge well under a millisecond.
+    keys: list[IntArray] = []
+    key_ranks: list[FloatArray] = []
+    for name in names:
         masked = np.array(scores[name], dtype=np.float32, copy=True)
         mask_history(masked, requests)
         k = min(per_source[name], n_items)
@@ -74,9 +76,14 @@ def merge_candidates(
         order = np.argsort(-top_scores, axis=1, kind="stable")
         top = np.take_along_axis(top, order, axis=1)
         finite = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
-        ranks[s][rows, top] = np.where(finite, np.arange(1, k + 1, dtype=np.float32), max_n + 1)
-        proposed[rows, top] |= finite
-    cand_rows, cand_items = np.nonzero(proposed)
+        rank = np.broadcast_to(np.arange(1, k + 1, dtype=np.float32), top.shape)
+        keys.append((np.arange(n)[:, None] * n_items + top)[finite].astype(np.int64))
+        key_ranks.append(rank[finite])
+    candidate_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    cand_rows, cand_items = np.divmod(candidate_keys, n_items)
+    source_ranks = np.full((len(candidate_keys), len(names)), max_n + 1, dtype=np.float32)
+    for s in range(len(names)):
+        source_ranks[np.searchsorted(candidate_keys, keys[s]), s] = key_ranks[s]
     group_ptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.bincount(cand_rows, minlength=n), out=group_ptr[1:])
     source_scores = np.empty((len(cand_rows), len(names)), dtype=np.float32)
@@ -87,7 +94,7 @@ def merge_candidates(
         row=cand_rows.astype(np.int64),
         item=cand_items.astype(np.int64),
         source_scores=source_scores,
-        source_ranks=np.ascontiguousarray(ranks[:, cand_rows, cand_items].T),
+        source_ranks=source_ranks,
         group_ptr=group_ptr,
         n_per_source=max_n,
     )
