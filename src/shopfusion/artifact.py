@@ -85,7 +85,11 @@ def save_artifact(
             "fingerprint": data_fingerprint(dataset),
             "metadata": dataset.metadata,
         },
-        "training": {"timings": model.timings_, "fusion_groups": model.training_groups_},
+        "training": {
+            "timings": model.timings_,
+            "fusion_groups": model.training_groups_,
+            "learned": model.fit_summary(),
+        },
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
     return out

@@ -90,6 +90,7 @@ def test_select_fusion_chooses_on_whole_candidate_lists(
     assert fusion.chosen_ in {"weighted", "lambdamart"}
     assert set(fusion.selection_ndcg_) <= {"weighted", "lambdamart"} and fusion.selection_ndcg_
     assert fusion.selection_ndcg_[fusion.chosen_] == max(fusion.selection_ndcg_.values())
+    assert model.fit_summary()["fusion"] == fusion.chosen_
     model.save(tmp_path / "m")
     loaded = FusionRetriever.load(tmp_path / "m")
     assert loaded.fusion_.chosen_ == fusion.chosen_

@@ -41,7 +41,7 @@ def train(
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(
-        f"trained {', '.join(s.name for s in pipeline.sources)} + {pipeline.fusion.method} fusion on "
+        f"trained {', '.join(s.name for s in pipeline.sources)} + {model.fit_summary()['fusion']} fusion on "
         f"{dataset.n_users} users / {dataset.n_items} items in {time.perf_counter() - started:.1f} s; "
         f"artifact: {path}"
     )

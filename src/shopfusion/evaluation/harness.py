@@ -46,6 +46,7 @@ class ModelReport:
     test: EvaluationResult
     fit_seconds: float
     validation: list[dict[str, Any]] = field(default_factory=list)
+    learned: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(self.test.metrics)
@@ -54,6 +55,8 @@ class ModelReport:
         out["ci95"] = {k: [round(lo, 6), round(hi, 6)] for k, (lo, hi) in self.test.ci95.items()}
         out["params"] = self.params
         out["validation"] = self.validation
+        if self.learned:
+            out["learned"] = self.learned
         out["n_users_evaluated"] = self.test.n_rows
         return out
 
@@ -163,4 +166,4 @@ def tune_and_test(
         np.random.default_rng(seed + 1),
         progress=f"{model.name} test" if progress else None,
     )
-    return ModelReport(model.name, best_params, test, fit_seconds, validation)
+    return ModelReport(model.name, best_params, test, fit_seconds, validation, final.fit_summary())

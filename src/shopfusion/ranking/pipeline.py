@@ -233,6 +233,14 @@ class FusionRetriever(Retriever):
             check_sub.build() if check_sub.n_groups else None,
         )
 
+    def fit_summary(self) -> dict[str, Any]:
+        self._check_fitted()
+        summary: dict[str, Any] = {"fusion": self.fusion_.name, "training_groups": self.training_groups_}
+        if isinstance(self.fusion_, SelectedFusion):
+            summary["fusion"] = self.fusion_.chosen_
+            summary["selection_ndcg@10"] = {k: round(v, 6) for k, v in self.fusion_.selection_ndcg_.items()}
+        return summary
+
     # --- serving ---------------------------------------------------------------------------
     def candidates(self, requests: Histories) -> tuple[CandidateBatch, FusionInput]:
         self._check_fitted()

@@ -65,6 +65,10 @@ class Retriever(ABC):
 
     n_items_: int
 
+    def fit_summary(self) -> dict[str, Any]:
+        """What fitting learned that a report should show (e.g. the fusion method chosen); JSON-able."""
+        return {}
+
     def get_params(self) -> dict[str, Any]:
         return constructor_params(self)
 
