@@ -7,11 +7,13 @@ so the HTTP layer (filters, facets, rules, caching) is tested without the real e
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import yaml
+from fastapi.testclient import TestClient
 
 from shopfusion.artifact import load_artifact, save_artifact
 from shopfusion.config import parse_config
@@ -20,6 +22,13 @@ from shopfusion.data.sample import write_sample
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval.base import TrainData
 from shopfusion.search.api import FacetValue, IntArray, SearchFilters, SearchResult
+
+INGEST_KEY = "ingest-key-for-tests"
+ADMIN_KEY = "admin-key-for-tests"
+READ_KEY = "read-key-for-tests"
+
+#: ``client_factory(search=True, **settings)`` of tests/serving/conftest.py.
+ClientFactory = Callable[..., TestClient]
 
 #: Cheap sources: the artifact trains in a few seconds.
 SERVICE_PIPELINE = {

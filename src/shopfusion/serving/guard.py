@@ -9,6 +9,7 @@ admitted requests stays bounded under overload; a client over its rate gets 429.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from typing import Any
@@ -17,6 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.security import RateLimiter, hash_key
+
+#: The access log names the route template, never the path or query: those carry user ids.
+access_log = logging.getLogger("shopfusion.access")
 
 #: Paths never shed or rate limited: probes and scrapes must work when the service is busy.
 UNGUARDED = ("/healthz", "/readyz", "/metrics")
@@ -106,7 +110,9 @@ class GuardMiddleware:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
             route = _route(scope)
-            self.metrics.latency.labels(route, scope["method"]).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
+            access_log.info("%s %s %d %.1f ms", scope["method"], route, status, 1000 * elapsed)
             self.metrics.requests.labels(route, str(status)).inc()
             if status >= 500 and status != 503:
                 self.metrics.errors.labels(route).inc()
