@@ -9,35 +9,17 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from serving_support import (
-    ADMIN_KEY,
-    INGEST_KEY,
-    READ_KEY,
     ClientFactory,
     KeywordSearcher,
     train_sample_artifact,
 )
 
 from shopfusion.serving.app import create_app
-from shopfusion.serving.security import hash_key
-from shopfusion.serving.settings import ServiceSettings
 
 
 @pytest.fixture(scope="session")
 def sample_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_sample_artifact(tmp_path_factory.mktemp("service"))
-
-
-def make_settings(artifact: Path, tmp_path: Path, **overrides: Any) -> ServiceSettings:
-    values: dict[str, Any] = {
-        "artifact": artifact,
-        "store": tmp_path / "events.db",
-        "ingest_key_hashes": [hash_key(INGEST_KEY)],
-        "admin_key_hashes": [hash_key(ADMIN_KEY)],
-        "read_key_hashes": [hash_key(READ_KEY)],
-        "pseudonym_secret": "test-secret",
-    }
-    values.update(overrides)
-    return ServiceSettings(**values)
 
 
 @pytest.fixture

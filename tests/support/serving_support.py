@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,8 @@ from shopfusion.data.sample import write_sample
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval.base import TrainData
 from shopfusion.search.api import FacetValue, IntArray, SearchFilters, SearchResult
+from shopfusion.serving.security import hash_key
+from shopfusion.serving.settings import ServiceSettings
 
 INGEST_KEY = "ingest-key-for-tests"
 ADMIN_KEY = "admin-key-for-tests"
@@ -50,6 +53,19 @@ def train_sample_artifact(folder: Path, n_users: int = 200, seed: int = 7) -> Pa
     histories = dataset.interactions.histories()
     model = FusionRetriever(config.model_dump()).fit(TrainData(histories, dataset.catalog))
     return save_artifact(folder / "artifact", model, config, dataset, histories)
+
+
+def make_settings(artifact: Path, tmp_path: Path, **overrides: Any) -> ServiceSettings:
+    values: dict[str, Any] = {
+        "artifact": artifact,
+        "store": tmp_path / "events.db",
+        "ingest_key_hashes": [hash_key(INGEST_KEY)],
+        "admin_key_hashes": [hash_key(ADMIN_KEY)],
+        "read_key_hashes": [hash_key(READ_KEY)],
+        "pseudonym_secret": "test-secret",
+    }
+    values.update(overrides)
+    return ServiceSettings(**values)
 
 
 def copy_artifact(src: Path, dst: Path) -> Path:
@@ -117,3 +133,49 @@ class KeywordSearcher:
         scores = (1.0 / (1.0 + lengths[np.searchsorted(matches, order)])).astype(np.float32)
         explanations = [{"lexical": float(s)} for s in scores]
         return SearchResult(order.astype(np.int64), scores, facets, explanations, None)
+
+
+def find_chromium() -> str | None:
+    """The system Chromium (Debian's package); browser tests skip without it."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+class ServerThread:
+    """A real uvicorn server on a free loopback port, in a thread (for browser and load tests)."""
+
+    def __init__(self, app: object) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, access_log=False, log_level="warning")  # type: ignore[arg-type]
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> ServerThread:
+        import time
+
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)

@@ -9,6 +9,7 @@ from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
 from shopfusion.cli.report import register as register_report
 from shopfusion.cli.sample import register as register_sample
+from shopfusion.cli.serve import register as register_serve
 from shopfusion.cli.train import register as register_train
 
 app = typer.Typer(
@@ -24,6 +25,7 @@ for _register in (
     register_train,
     register_evaluate,
     register_report,
+    register_serve,
 ):
     _register(app)
 
