@@ -8,11 +8,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_support import (
-    ClientFactory,
-    KeywordSearcher,
-    train_sample_artifact,
-)
+from serving_support import ClientFactory, KeywordSearcher, make_settings, train_sample_artifact
 
 from shopfusion.serving.app import create_app
 

@@ -64,7 +64,8 @@ def test_shopper_searches_filters_opens_a_product_and_adds_it_to_the_cart(
     brand = page.locator("#facets input[data-facet='brand']").first.get_attribute("value")
     page.locator("#facets input[data-facet='brand']").first.check()
     page.wait_for_function(
-        "b => [...document.querySelectorAll('#results .tile .meta')].every(m => m.textContent.startsWith(b + ' ·'))",
+        "b => [...document.querySelectorAll('#results .tile .meta')]"
+        ".every(m => m.textContent.startsWith(b + ' ·'))",
         arg=brand,
     )
     page.screenshot(path=str(tmp_path / "search.png"))
