@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from shopfusion.cli.bench import register as register_bench
 from shopfusion.cli.demo import register as register_demo
 from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
@@ -26,6 +27,7 @@ for _register in (
     register_evaluate,
     register_report,
     register_serve,
+    register_bench,
 ):
     _register(app)
 
