@@ -165,3 +165,37 @@ def test_delete_user_erases_events_and_personal_state(client: TestClient) -> Non
     # The artifact's history of u0001 is no longer used either: u0001 is now a stranger.
     assert client.get("/v1/recommend", params={"user_id": "u0001", "k": 10}).json()["items"] == stranger
     assert client.delete("/v1/users/u0001", headers=ADMIN).json()["events_deleted"] == 0
+
+
+def test_model_gate_sheds_misses_but_serves_cache_hits_when_busy(
+    client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    client = client_factory(model_workers=1, max_model_queue=1)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    assert client.get("/v1/recommend", params={"user_id": "u0009"}).status_code == 200  # now cached
+    slow_rank = service._rank
+
+    def slow(*args: object, **kwargs: object) -> object:
+        time.sleep(0.6)
+        return slow_rank(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_rank", slow)
+    codes: dict[str, int] = {}
+
+    def ask(user: str) -> None:
+        codes[user] = client.get("/v1/recommend", params={"user_id": user}).status_code
+
+    first = threading.Thread(target=ask, args=("u0001",))
+    first.start()
+    time.sleep(0.2)  # u0001 now holds the only place
+    started = time.perf_counter()
+    ask("u0002")
+    assert codes["u0002"] == 503 and time.perf_counter() - started < 0.3  # refused at once
+    hit = client.get("/v1/recommend", params={"user_id": "u0009"})
+    assert hit.status_code == 200 and hit.json()["cached"]  # hot requests still answered
+    first.join()
+    assert codes["u0001"] == 200
+    assert 'shopfusion_rejected_total{reason="model_busy"} 1.0' in client.get("/metrics").text

@@ -12,12 +12,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.model import SearcherLoader, load_searcher
@@ -36,8 +36,6 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Blocking scoring runs in worker threads; more threads than cores only adds contention.
-        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.model_workers
         await asyncio.to_thread(service.start)
         metrics.set_model(service.model.version)
         poller = asyncio.create_task(_poll(service, metrics)) if settings.reload_poll_s > 0 else None
@@ -59,6 +57,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
+    app.state.gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
     ingest = settings.ingest_key_hashes + (
         [hash_key(settings.storefront_key)] if settings.storefront_key else []
     )

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.schemas import Item
 from shopfusion.serving.security import KeyRing, Role
 from shopfusion.serving.service import Ranked, Service
@@ -19,6 +20,14 @@ def get_service(request: Request) -> Service:
 
 
 ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_gate(request: Request) -> ModelGate:
+    gate: ModelGate = request.app.state.gate
+    return gate
+
+
+GateDep = Annotated[ModelGate, Depends(get_gate)]
 ApiKey = Annotated[
     str | None, Header(alias="X-API-Key", description="API key (ingest/admin, reads if configured)")
 ]

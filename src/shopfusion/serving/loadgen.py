@@ -83,10 +83,13 @@ async def run_load(
     endpoint: str,
     timeout_s: float = 5.0,
     headers: dict[str, str] | None = None,
+    connections: int = 32,
 ) -> LoadResult:
+    """Send ``rate * duration_s`` requests on a schedule; a request waiting for one of the
+    ``connections`` keep-alive connections still counts its wait (from its scheduled time)."""
     result = LoadResult(endpoint, rate, duration_s)
     n = int(rate * duration_s)
-    limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(
         base_url=base_url, limits=limits, timeout=timeout_s, headers=headers
     ) as client:

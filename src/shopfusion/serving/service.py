@@ -56,6 +56,9 @@ class Ranked:
     corrected_query: str | None = None
 
 
+Key = tuple[object, ...]
+
+
 class Service:
     def __init__(self, settings: ServiceSettings, searcher_loader: SearcherLoader = load_searcher) -> None:
         self.settings = settings
@@ -153,26 +156,34 @@ class Service:
         return items
 
     # --- recommendations -----------------------------------------------------------------------
-    def recommend(self, user_id: str | None, k: int, filters: ListFilters | None = None) -> Ranked:
-        model = self.model
-        pseudonym = self.pseudonymize(user_id) if user_id else None
-        key = (model.generation, "recommend", pseudonym, k, filters)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        history = self.history(model, user_id)
-        ranked = self._rank(model, history, k, filters)
-        self.cache.put(key, ranked, user=pseudonym)
+    def recommend_key(
+        self, model: LoadedModel, user_id: str | None, k: int, filters: ListFilters | None
+    ) -> Key:
+        return (model.generation, "recommend", self.pseudonymize(user_id) if user_id else None, k, filters)
+
+    def recommend(
+        self,
+        user_id: str | None,
+        k: int,
+        filters: ListFilters | None = None,
+        model: LoadedModel | None = None,
+    ) -> Ranked:
+        """The shopper's feed (computed; callers look in :attr:`cache` first under :meth:`recommend_key`)."""
+        model = model or self.model
+        key = self.recommend_key(model, user_id, k, filters)
+        ranked = self._rank(model, self.history(model, user_id), k, filters)
+        self.cache.put(key, ranked, user=self.pseudonymize(user_id) if user_id else None)
         return ranked
 
-    def similar(self, item_id: str, k: int, filters: ListFilters | None = None) -> Ranked:
-        model = self.model
-        item = model.artifact.item_map.to_index(item_id)
-        key = (model.generation, "similar", item, k, filters)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
-        ranked = self._rank(model, [item], k, filters)
+    def similar_key(self, model: LoadedModel, item_id: str, k: int, filters: ListFilters | None) -> Key:
+        return (model.generation, "similar", model.artifact.item_map.to_index(item_id), k, filters)
+
+    def similar(
+        self, item_id: str, k: int, filters: ListFilters | None = None, model: LoadedModel | None = None
+    ) -> Ranked:
+        model = model or self.model
+        key = self.similar_key(model, item_id, k, filters)
+        ranked = self._rank(model, [model.artifact.item_map.to_index(item_id)], k, filters)
         self.cache.put(key, ranked)
         return ranked
 
@@ -194,15 +205,33 @@ class Service:
         return Ranked(model, items, kept)
 
     # --- search --------------------------------------------------------------------------------
-    def search(self, query: str, user_id: str | None, k: int, filters: SearchFilters) -> Ranked:
-        model = self.model
+    def search_key(
+        self, model: LoadedModel, query: str, user_id: str | None, k: int, filters: SearchFilters
+    ) -> Key:
         if model.searcher is None:
             raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
+        return (
+            model.generation,
+            "search",
+            query,
+            self.pseudonymize(user_id) if user_id else None,
+            k,
+            filters,
+        )
+
+    def search(
+        self,
+        query: str,
+        user_id: str | None,
+        k: int,
+        filters: SearchFilters,
+        model: LoadedModel | None = None,
+    ) -> Ranked:
+        model = model or self.model
+        key = self.search_key(model, query, user_id, k, filters)
         pseudonym = self.pseudonymize(user_id) if user_id else None
-        key = (model.generation, "search", query, pseudonym, k, filters)
-        cached = self.cache.get(key)
-        if cached is not None:
-            return cached
+        if model.searcher is None:
+            raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
         history = np.asarray(self.history(model, user_id), dtype=np.int64)
         in_stock = filters.in_stock_only or model.rules.settings.in_stock_only
         filters = SearchFilters(

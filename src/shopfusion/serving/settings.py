@@ -62,10 +62,14 @@ class ServiceSettings(BaseSettings):
     # Requests per second (sustained) and burst per API key / client address.
     rate_limit_per_s: float = Field(default=200.0, gt=0)
     rate_limit_burst: int = Field(default=400, gt=0)
-    # Admission control: requests served at once; the excess gets 503 at once instead of queueing.
-    max_in_flight: int = Field(default=64, gt=0)
-    # Scoring runs in this many worker threads (the model is CPU bound).
+    # Admission control: requests served at once (a coarse bound on everything); the excess gets
+    # 503 at once instead of queueing.
+    max_in_flight: int = Field(default=256, gt=0)
+    # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
+    # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
+    # wait of an admitted request is then at most about max_model_queue / model_workers scorings.
+    max_model_queue: int = Field(default=8, gt=0)
     cache_size: int = Field(default=10_000, ge=0)
     max_k: int = Field(default=100, gt=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 
 from shopfusion.errors import UnknownIdError
-from shopfusion.serving.deps import ServiceDep, items_of, require
+from shopfusion.serving.deps import GateDep, ServiceDep, items_of, require
 from shopfusion.serving.explain import Explanation
 from shopfusion.serving.rules import ListFilters
 from shopfusion.serving.schemas import ExplainResponse, Item, ItemId, ItemList, Reason, UserId
@@ -22,6 +22,7 @@ Category = Annotated[
 ]
 Brands = Annotated[list[str] | None, Query(max_length=20, description="only these brands (repeatable)")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "unknown item id"}}
+BUSY: dict[int | str, dict[str, Any]] = {503: {"description": "at capacity: retry after Retry-After"}}
 
 
 def _filters(category: str | None, brand: list[str] | None) -> ListFilters | None:
@@ -30,9 +31,10 @@ def _filters(category: str | None, brand: list[str] | None) -> ListFilters | Non
     return ListFilters(category=category or None, brands=tuple(b[:200] for b in brand or ()))
 
 
-@router.get("/recommend", response_model=ItemList)
-def recommend(
+@router.get("/recommend", response_model=ItemList, responses=BUSY)
+async def recommend(
     service: ServiceDep,
+    gate: GateDep,
     user_id: Annotated[
         UserId | None, Query(description="shopper id; absent: the feed for a new visitor")
     ] = None,
@@ -44,27 +46,34 @@ def recommend(
     brand: Brands = None,
 ) -> ItemList:
     """The home feed of one shopper, after the business rules (stock, boost/bury, diversity)."""
-    hits = service.cache.hits
-    ranked = service.recommend(user_id or session_id, k, _filters(category, brand))
-    return ItemList(
-        items=items_of(ranked), model_version=ranked.model.version, cached=service.cache.hits > hits
-    )
+    model, user, filters = service.model, user_id or session_id, _filters(category, brand)
+    # Hits are answered here on the event loop; only misses queue for a scoring thread.
+    ranked = service.cache.get(service.recommend_key(model, user, k, filters))
+    cached = ranked is not None
+    if ranked is None:
+        ranked = await gate.run(service.recommend, user, k, filters, model)
+    return ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached)
 
 
-@router.get("/similar/{item_id}", response_model=ItemList, responses=NOT_FOUND)
-def similar(
+@router.get("/similar/{item_id}", response_model=ItemList, responses={**NOT_FOUND, **BUSY})
+async def similar(
     service: ServiceDep,
+    gate: GateDep,
     item_id: Annotated[ItemId, Path()],
     k: K = 10,
     category: Category = None,
     brand: Brands = None,
 ) -> ItemList:
     """Items to show on a product page: what shoppers who looked at this one looked at next."""
+    model, filters = service.model, _filters(category, brand)
     try:
-        ranked = service.similar(item_id, k, _filters(category, brand))
+        ranked = service.cache.get(service.similar_key(model, item_id, k, filters))
     except UnknownIdError as exc:
         raise HTTPException(404, str(exc)) from None
-    return ItemList(items=items_of(ranked), model_version=ranked.model.version)
+    cached = ranked is not None
+    if ranked is None:
+        ranked = await gate.run(service.similar, item_id, k, filters, model)
+    return ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached)
 
 
 @router.get("/items/{item_id}", response_model=Item, responses=NOT_FOUND)
@@ -76,15 +85,16 @@ def item(service: ServiceDep, item_id: Annotated[ItemId, Path()]) -> Item:
     return Item(**model.cards[index])
 
 
-@router.get("/explain", response_model=ExplainResponse, responses=NOT_FOUND)
-def explain(
+@router.get("/explain", response_model=ExplainResponse, responses={**NOT_FOUND, **BUSY})
+async def explain(
     service: ServiceDep,
+    gate: GateDep,
     item_id: Annotated[ItemId, Query(description="the item to explain")],
     user_id: Annotated[UserId | None, Query(description="for whom; absent: a new visitor")] = None,
 ) -> ExplainResponse:
     """Why this item? Each signal's contribution to the item's rank, in plain words."""
     try:
-        found: Explanation = service.explain(user_id, item_id)
+        found: Explanation = await gate.run(service.explain, user_id, item_id)
     except UnknownIdError as exc:
         raise HTTPException(404, str(exc)) from None
     model = service.model

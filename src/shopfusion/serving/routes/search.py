@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from shopfusion.search.api import SearchFilters
-from shopfusion.serving.deps import ServiceDep, items_of, require
+from shopfusion.serving.deps import GateDep, ServiceDep, items_of, require
 from shopfusion.serving.routes.recommend import MAX_K
 from shopfusion.serving.schemas import FacetCount, SearchResponse, UserId
 from shopfusion.serving.security import Role
@@ -17,8 +17,9 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require(
 
 
 @router.get("/search", response_model=SearchResponse, responses={503: {"description": "no search index"}})
-def search(
+async def search(
     service: ServiceDep,
+    gate: GateDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="what the shopper typed")],
     user_id: Annotated[UserId | None, Query(description="personalise for this shopper")] = None,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
@@ -35,15 +36,18 @@ def search(
     if min_price is not None and max_price is not None and min_price > max_price:
         raise HTTPException(422, "min_price is above max_price")
     filters = SearchFilters(tuple(category or ()), tuple(brand or ()), min_price, max_price, in_stock)
-    hits = service.cache.hits
+    model = service.model
     try:
-        ranked = service.search(query, user_id, k, filters)
+        ranked = service.cache.get(service.search_key(model, query, user_id, k, filters))
     except SearchUnavailableError as exc:
         raise HTTPException(503, str(exc)) from None
+    cached = ranked is not None
+    if ranked is None:
+        ranked = await gate.run(service.search, query, user_id, k, filters, model)
     return SearchResponse(
         items=items_of(ranked),
         model_version=ranked.model.version,
-        cached=service.cache.hits > hits,
+        cached=cached,
         query=query,
         corrected_query=ranked.corrected_query,
         facets={
