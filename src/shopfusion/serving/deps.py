@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request, Response
+from pydantic import BaseModel
 
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.schemas import Item
@@ -49,6 +50,15 @@ def require(role: Role) -> Callable[[Request, str | None], None]:
             raise HTTPException(403, f"this API key does not grant the {role.value!r} role")
 
     return check
+
+
+def render(ranked: Ranked, route: str, cached: bool, build: Callable[[], BaseModel]) -> Response:
+    """The JSON response of ``ranked``, built by ``build`` the first time and then reused."""
+    body = ranked.rendered.get((route, cached))
+    if body is None:
+        body = build().model_dump_json().encode()
+        ranked.rendered[(route, cached)] = body
+    return Response(body, media_type="application/json")
 
 
 def items_of(ranked: Ranked) -> list[Item]:

@@ -54,6 +54,9 @@ class Ranked:
     facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     signals: list[dict[str, float]] = field(default_factory=list)
     corrected_query: str | None = None
+    # The response body, rendered once per (route, cached flag): a hot list is then served
+    # without building and validating its models again.
+    rendered: dict[tuple[str, bool], bytes] = field(default_factory=dict, compare=False)
 
 
 Key = tuple[object, ...]

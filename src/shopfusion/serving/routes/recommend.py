@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from shopfusion.errors import UnknownIdError
-from shopfusion.serving.deps import GateDep, ServiceDep, items_of, require
+from shopfusion.serving.deps import GateDep, ServiceDep, items_of, render, require
 from shopfusion.serving.explain import Explanation
 from shopfusion.serving.rules import ListFilters
 from shopfusion.serving.schemas import ExplainResponse, Item, ItemId, ItemList, Reason, UserId
 from shopfusion.serving.security import Role
+from shopfusion.serving.service import Ranked
 
 MAX_K = 100
 router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require(Role.READ))])
@@ -44,7 +45,7 @@ async def recommend(
     k: K = 10,
     category: Category = None,
     brand: Brands = None,
-) -> ItemList:
+) -> Response:
     """The home feed of one shopper, after the business rules (stock, boost/bury, diversity)."""
     model, user, filters = service.model, user_id or session_id, _filters(category, brand)
     # Hits are answered here on the event loop; only misses queue for a scoring thread.
@@ -52,7 +53,7 @@ async def recommend(
     cached = ranked is not None
     if ranked is None:
         ranked = await gate.run(service.recommend, user, k, filters, model)
-    return ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached)
+    return _list(ranked, "recommend", cached)
 
 
 @router.get("/similar/{item_id}", response_model=ItemList, responses={**NOT_FOUND, **BUSY})
@@ -63,7 +64,7 @@ async def similar(
     k: K = 10,
     category: Category = None,
     brand: Brands = None,
-) -> ItemList:
+) -> Response:
     """Items to show on a product page: what shoppers who looked at this one looked at next."""
     model, filters = service.model, _filters(category, brand)
     try:
@@ -73,7 +74,16 @@ async def similar(
     cached = ranked is not None
     if ranked is None:
         ranked = await gate.run(service.similar, item_id, k, filters, model)
-    return ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached)
+    return _list(ranked, "similar", cached)
+
+
+def _list(ranked: Ranked, route: str, cached: bool) -> Response:
+    return render(
+        ranked,
+        route,
+        cached,
+        lambda: ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached),
+    )
 
 
 @router.get("/items/{item_id}", response_model=Item, responses=NOT_FOUND)
