@@ -24,7 +24,10 @@ STOREFRONT_KEY = "publishable-storefront-key"
 
 @pytest.fixture
 def server(sample_artifact: Path, tmp_path: Path) -> Iterator[tuple[ServerThread, Any]]:
-    settings = make_settings(sample_artifact, tmp_path, storefront_key=STOREFRONT_KEY)
+    report = tmp_path / "report"
+    report.mkdir()
+    Image.new("RGB", (400, 200), (30, 90, 200)).save(report / "metrics.png")  # stands in for the chart
+    settings = make_settings(sample_artifact, tmp_path, storefront_key=STOREFRONT_KEY, report_dir=report)
     app = create_app(settings, searcher_loader=KeywordSearcher.from_artifact)
     with ServerThread(app) as running:
         yield running, app.state.service
@@ -41,6 +44,11 @@ def page() -> Iterator[Any]:
         browser.close()
 
 
+def _open(page: Any, url: str) -> None:
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")  # set by the page's script once it rendered
+
+
 def _check_screenshot(path: Path) -> None:
     """A real rendering: the expected size and far from one flat colour."""
     image = Image.open(path).convert("L")
@@ -52,8 +60,7 @@ def test_shopper_searches_filters_opens_a_product_and_adds_it_to_the_cart(
     server: tuple[ServerThread, Any], page: Any, tmp_path: Path
 ) -> None:
     running, service = server
-    page.goto(running.url + "/")
-    page.wait_for_selector("body[data-ready='1']")
+    _open(page, running.url + "/")
     assert page.locator("#feed .tile").count() == 12
     visitor = page.locator("#visitor").inner_text()
 
@@ -96,8 +103,7 @@ def test_shopper_searches_filters_opens_a_product_and_adds_it_to_the_cart(
 
 def test_storefront_in_chinese(server: tuple[ServerThread, Any], page: Any, tmp_path: Path) -> None:
     running, _ = server
-    page.goto(running.url + "/")
-    page.wait_for_selector("body[data-ready='1']")
+    _open(page, running.url + "/")
     page.click("#lang")
     page.wait_for_function("document.querySelector('#search-form button').textContent === '搜索'")
     assert page.locator("#home-view h2").inner_text() == "为你推荐"
@@ -114,13 +120,13 @@ def test_dashboard_shows_live_metrics_and_the_model(
     server: tuple[ServerThread, Any], page: Any, tmp_path: Path
 ) -> None:
     running, _ = server
-    page.goto(running.url + "/")
-    page.wait_for_selector("body[data-ready='1']")
-    page.goto(running.url + "/dashboard")
-    page.wait_for_selector("body[data-ready='1']")
+    _open(page, running.url + "/")
+    _open(page, running.url + "/dashboard")
     assert int(page.locator("#m-requests").inner_text()) >= 2
     assert "GET /v1/recommend" in page.locator("#latency").inner_text()
     assert "item2item" in page.locator("#model-pipeline").inner_text()
     assert "serving" in page.locator("#reloads").inner_text()
+    assert page.evaluate("document.getElementById('report-plot').naturalWidth") == 400  # the report plot
+    assert "GET /static" in page.locator("#latency").inner_text()
     page.screenshot(path=str(tmp_path / "dashboard.png"))
     _check_screenshot(tmp_path / "dashboard.png")

@@ -126,5 +126,7 @@ def _address(scope: Scope) -> str:
 def _route(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
+    if path is None and str(scope.get("path", "")).startswith("/static/"):
+        path = "/static"  # the mounted static files share one label
     # Unmatched paths share one label so that scanners cannot blow up the metric's cardinality.
     return str(path) if path else "unmatched"
