@@ -98,6 +98,14 @@ def test_explain_names_each_source_in_words(client: TestClient) -> None:
     assert client.get("/v1/explain", params={"item_id": "nope"}).status_code == 404
 
 
+def test_explanations_in_chinese(client: TestClient) -> None:
+    top = _ids(client.get("/v1/recommend", params={"user_id": "u0001", "k": 1}).json())[0]
+    body = client.get("/v1/explain", params={"user_id": "u0001", "item_id": top, "lang": "zh"}).json()
+    assert body["summary"].startswith(f"为你推荐第 {body['rank']} 位，因为")
+    assert any(r["reason"] == "它是本店的畅销商品" for r in body["reasons"])
+    assert client.get("/v1/explain", params={"item_id": top, "lang": "fr"}).status_code == 422
+
+
 def test_health_readiness_and_openapi(client: TestClient) -> None:
     assert client.get("/healthz").json()["status"] == "ok"
     ready = client.get("/readyz").json()

@@ -201,3 +201,18 @@ def test_lru_cache_counts_and_forgets() -> None:
     cache.drop_user("u1")
     assert cache.get("a") is None
     assert cache.hits == 2 and cache.misses == 3 and cache.hit_rate == pytest.approx(0.4)
+
+
+def test_rules_and_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shopfusion.serving.security import hash_key
+    from shopfusion.serving.settings import ServiceSettings
+
+    monkeypatch.setenv("SHOPFUSION_RULES_BOOST", "i1, i2")
+    monkeypatch.setenv("SHOPFUSION_RULES_MAX_PER_BRAND", "2")
+    monkeypatch.setenv("SHOPFUSION_INGEST_KEY_HASHES", f"{hash_key('a')},{hash_key('b')}")
+    settings = ServiceSettings(artifact=Path("x"))
+    assert settings.rules.boost == ["i1", "i2"] and settings.rules.max_per_brand == 2
+    assert settings.ingest_key_hashes == [hash_key("a"), hash_key("b")]
+    monkeypatch.setenv("SHOPFUSION_RULES_MMR_LAMBDA", "1.5")
+    with pytest.raises(ValueError, match="mmr_lambda"):
+        ServiceSettings(artifact=Path("x"))

@@ -112,6 +112,12 @@ def test_storefront_in_chinese(server: tuple[ServerThread, Any], page: Any, tmp_
     page.wait_for_selector("#results .tile")
     titles = page.locator("#results .tile .title").all_inner_texts()
     assert titles and all("电视" in t for t in titles)
+    page.locator("#results .tile .why").first.click()
+    page.wait_for_selector("#why-panel:not([hidden])")
+    assert page.locator("#why-panel h3").inner_text() == "为什么推荐这件商品？"
+    assert (
+        page.locator("#why-summary").inner_text().startswith(("为新访客推荐第", "为你推荐第", "没有任何信号"))
+    )
     page.screenshot(path=str(tmp_path / "zh.png"))
     _check_screenshot(tmp_path / "zh.png")
 

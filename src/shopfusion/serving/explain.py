@@ -9,6 +9,7 @@ model internals, and answers the question a merchant asks: "what would change wi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from shopfusion.data.interactions import Histories
 from shopfusion.ranking.fusion import FusionInput
 from shopfusion.serving.model import LoadedModel
 
-# Shopper-facing reasons, one per candidate source type.
+# Shopper-facing reasons, one per candidate source type, per language.
 REASONS: dict[str, str] = {
     "popularity": "it is one of the shop's best sellers",
     "item2item": "shoppers who viewed what you viewed also chose it",
@@ -25,6 +26,39 @@ REASONS: dict[str, str] = {
     "sasrec": "it fits the sequence of what you have been browsing",
     "content": "its description is close to products you looked at",
     "image": "it looks like products you looked at",
+}
+REASONS_ZH: dict[str, str] = {
+    "popularity": "它是本店的畅销商品",
+    "item2item": "浏览过相同商品的顾客也选择了它",
+    "als": "和你口味相似的顾客喜欢它",
+    "transition": "人们看完你上一件商品后常常接着看它",
+    "sasrec": "它符合你最近的浏览顺序",
+    "content": "它的描述与你看过的商品相近",
+    "image": "它的外观与你看过的商品相似",
+}
+TEXT: dict[str, dict[str, Any]] = {
+    "en": {
+        "reasons": REASONS,
+        "fallback": "the {name} signal favours it",
+        "ranked": "Ranked #{rank} for you because {reasons}.",
+        "ranked_new": "Ranked #{rank} for new visitors because {reasons}.",
+        "join": "; ",
+        "recent": " Based on your recent visit to “{title}”.",
+        "filler": (
+            "No signal proposed this item for you; it would only appear as filler ordered by popularity."
+        ),
+        "seen": "You have already interacted with this item, so it is not recommended to you again.",
+    },
+    "zh": {
+        "reasons": REASONS_ZH,
+        "fallback": "{name} 信号看好它",
+        "ranked": "为你推荐第 {rank} 位，因为{reasons}。",
+        "ranked_new": "为新访客推荐第 {rank} 位，因为{reasons}。",
+        "join": "；",
+        "recent": "依据你最近浏览的“{title}”。",
+        "filler": "没有任何信号向你推荐这件商品；它只会作为按热度排序的补充出现。",
+        "seen": "你已经浏览或购买过这件商品，所以不会再向你推荐。",
+    },
 }
 
 
@@ -47,17 +81,14 @@ class Explanation:
     history_used: int
 
 
-def explain_item(model: LoadedModel, history: list[int], item: int) -> Explanation:
+def explain_item(model: LoadedModel, history: list[int], item: int, lang: str = "en") -> Explanation:
+    text = TEXT.get(lang, TEXT["en"])
     fused_model = model.artifact.model
     requests = Histories.from_lists([history], model.n_items)
     batch, fusion_input = fused_model.candidates(requests)
     found = np.flatnonzero(batch.item == item)
     if len(batch) == 0 or len(found) == 0:
-        summary = (
-            "No signal proposed this item for you; it would only appear as filler ordered by popularity."
-            if item not in history
-            else "You have already interacted with this item, so it is not recommended to you again."
-        )
+        summary = text["filler"] if item not in history else text["seen"]
         return Explanation(item, None, None, [], summary, len(history))
     pos = int(found[0])
     fused = fused_model.fusion_.predict(fusion_input)
@@ -79,12 +110,12 @@ def explain_item(model: LoadedModel, history: list[int], item: int) -> Explanati
                 rank=int(source_rank) if source_rank <= batch.n_per_source else None,
                 contribution=round(contributions[s], 6),
                 share=round(max(contributions[s], 0.0) / positive, 4),
-                reason=REASONS.get(kind, f"the {name} signal favours it"),
+                reason=text["reasons"].get(kind, text["fallback"].format(name=name)),
             )
         )
     sources.sort(key=lambda c: -c.contribution)
     return Explanation(
-        item, rank, float(fused[pos]), sources, _summary(model, sources, rank, history), len(history)
+        item, rank, float(fused[pos]), sources, _summary(model, sources, rank, history, text), len(history)
     )
 
 
@@ -109,16 +140,13 @@ def _contribution(
     return base - float(scores[pos])
 
 
-def _summary(model: LoadedModel, sources: list[SourceContribution], rank: int, history: list[int]) -> str:
-    helping = [c for c in sources if c.contribution > 0 and c.share >= 0.1]
-    if not helping:
-        helping = sources[:1]
-    reasons = "; ".join(f"{c.reason} ({round(100 * c.share)}%)" for c in helping[:3])
-    text = f"Ranked #{rank} for you because {reasons}."
-    if history:
-        last = model.artifact.catalog["title"].iloc[history[-1]] if "title" in model.artifact.catalog else ""
-        if last:
-            text += f" Based on your recent visit to “{last}”."
-    else:
-        text = text.replace("for you", "for new visitors")
-    return text
+def _summary(
+    model: LoadedModel, sources: list[SourceContribution], rank: int, history: list[int], text: dict[str, Any]
+) -> str:
+    helping = [c for c in sources if c.contribution > 0 and c.share >= 0.1] or sources[:1]
+    reasons = text["join"].join(f"{c.reason} ({round(100 * c.share)}%)" for c in helping[:3])
+    summary: str = text["ranked" if history else "ranked_new"].format(rank=rank, reasons=reasons)
+    catalog = model.artifact.catalog
+    if history and "title" in catalog and catalog["title"].iloc[history[-1]]:
+        summary += text["recent"].format(title=catalog["title"].iloc[history[-1]])
+    return summary

@@ -258,10 +258,10 @@ class Service:
         return ranked
 
     # --- explanations --------------------------------------------------------------------------
-    def explain(self, user_id: str | None, item_id: str) -> Explanation:
+    def explain(self, user_id: str | None, item_id: str, lang: str = "en") -> Explanation:
         model = self.model
         item = model.artifact.item_map.to_index(item_id)
-        return explain_item(model, self.history(model, user_id), item)
+        return explain_item(model, self.history(model, user_id), item, lang)
 
     # --- events and erasure --------------------------------------------------------------------
     def ingest(self, events: Sequence[Event]) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
@@ -101,10 +101,11 @@ async def explain(
     gate: GateDep,
     item_id: Annotated[ItemId, Query(description="the item to explain")],
     user_id: Annotated[UserId | None, Query(description="for whom; absent: a new visitor")] = None,
+    lang: Annotated[Literal["en", "zh"], Query(description="language of the reasons")] = "en",
 ) -> ExplainResponse:
     """Why this item? Each signal's contribution to the item's rank, in plain words."""
     try:
-        found: Explanation = await gate.run(service.explain, user_id, item_id)
+        found: Explanation = await gate.run(service.explain, user_id, item_id, lang)
     except UnknownIdError as exc:
         raise HTTPException(404, str(exc)) from None
     model = service.model

@@ -174,7 +174,7 @@ async function product(itemId) {
 }
 
 async function explain(itemId) {
-  const body = await api("/v1/explain", { item_id: itemId, user_id: state.user });
+  const body = await api("/v1/explain", { item_id: itemId, user_id: state.user, lang: state.lang });
   $("why-summary").textContent = body.summary;
   $("why-reasons").replaceChildren(...body.reasons.map((r) => el("li", {},
     el("span", { class: "bar", style: `width:${Math.round(100 * r.share)}%` }),
