@@ -143,8 +143,11 @@ def _contribution(
 def _summary(
     model: LoadedModel, sources: list[SourceContribution], rank: int, history: list[int], text: dict[str, Any]
 ) -> str:
-    helping = [c for c in sources if c.contribution > 0 and c.share >= 0.1] or sources[:1]
-    reasons = text["join"].join(f"{c.reason} ({round(100 * c.share)}%)" for c in helping[:3])
+    helping = [c for c in sources if c.contribution > 0 and c.share >= 0.1]
+    if helping:
+        reasons = text["join"].join(f"{c.reason} ({round(100 * c.share)}%)" for c in helping[:3])
+    else:  # no single signal lifts it (typical for new visitors): name the strongest, without a share
+        reasons = sources[0].reason
     summary: str = text["ranked" if history else "ranked_new"].format(rank=rank, reasons=reasons)
     catalog = model.artifact.catalog
     if history and "title" in catalog and catalog["title"].iloc[history[-1]]:
