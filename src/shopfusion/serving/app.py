@@ -12,7 +12,8 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
@@ -23,7 +24,7 @@ from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.model import SearcherLoader, load_searcher
 from shopfusion.serving.routes import admin, events, health, pages, recommend, search
 from shopfusion.serving.security import KeyRing, RateLimiter, hash_key
-from shopfusion.serving.service import Service
+from shopfusion.serving.service import NotReadyError, Service
 from shopfusion.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,11 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     )
     app.state.keyring = KeyRing(settings.read_key_hashes, ingest, settings.admin_key_hashes)
     _bind_metrics(metrics, service)
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(_request: Request, exc: NotReadyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
     for router in (
         health.router,
         recommend.router,
