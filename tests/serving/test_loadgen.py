@@ -31,3 +31,22 @@ def test_paths_are_url_encoded() -> None:
     paths = request_paths("search", ["u 1"], ["i/1"], ["电视 4K"], 2)
     assert paths[0].startswith("/v1/search?q=%E7%94%B5%E8%A7%86%204K&user_id=u%201")
     assert request_paths("similar", ["u"], ["i/1"], ["q"], 1) == ["/v1/similar/i%2F1?k=10"]
+
+
+def test_bench_load_command_appends_a_summary(sample_artifact: Path, tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from shopfusion.cli import app as cli
+
+    out = tmp_path / "load.json"
+    with ServerThread(create_app(make_settings(sample_artifact, tmp_path))) as server:
+        for endpoint in ("recommend", "similar"):
+            args = ["bench", "load", "--url", server.url, "--artifact", str(sample_artifact), "--endpoint"]
+            args += [endpoint, "--rate", "20", "--duration", "1", "--warmup", "0", "--json", str(out)]
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 0, result.output
+    runs = json.loads(out.read_text())
+    assert [r["endpoint"] for r in runs] == ["recommend", "similar"]
+    assert all(r["sent"] == 20 and r["statuses"] == {"200": 20} for r in runs)
