@@ -216,3 +216,21 @@ def test_rules_and_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SHOPFUSION_RULES_MMR_LAMBDA", "1.5")
     with pytest.raises(ValueError, match="mmr_lambda"):
         ServiceSettings(artifact=Path("x"))
+
+
+def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: ClientFactory) -> None:
+    import time
+
+    warm = client_factory(warm_users=40)
+    service = warm.app.state.service  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 60
+    while len(service.cache) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(service.cache) == 40
+    artifact = service.model.artifact
+    busiest = artifact.user_map.to_external(int(np.argmax(artifact.histories.lengths())))
+    served = warm.get("/v1/recommend", params={"user_id": busiest}).json()
+    assert served["cached"]
+    live = client_factory(cache_size=0).get("/v1/recommend", params={"user_id": busiest}).json()
+    assert not live["cached"]
+    assert [i["item_id"] for i in served["items"]] == [i["item_id"] for i in live["items"]]

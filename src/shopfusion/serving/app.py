@@ -39,10 +39,16 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
         metrics.set_model(service.model.version)
+        if settings.warm_users:
+            # Not awaited: the service is ready at once and serves while the cache fills.
+            warming = asyncio.create_task(asyncio.to_thread(service.warm, service.model, settings.warm_users))
         poller = asyncio.create_task(_poll(service, metrics)) if settings.reload_poll_s > 0 else None
         try:
             yield
         finally:
+            if settings.warm_users:
+                service.stopping = True
+                await warming
             if poller is not None:
                 poller.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

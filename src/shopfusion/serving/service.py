@@ -79,6 +79,7 @@ class Service:
         self._online: dict[str, deque[str]] = {}
         self._online_lock = threading.Lock()
         self._erased: set[str] = set()
+        self.stopping = False  # set at shutdown: background work ends early
 
     @property
     def _erased_file(self) -> Path:
@@ -194,6 +195,17 @@ class Service:
         self, model: LoadedModel, history: Sequence[int], k: int, filters: ListFilters | None
     ) -> Ranked:
         scores = model.artifact.model.score(Histories.from_lists([list(history)], model.n_items))[0]
+        return self._finish(model, scores, history, k, filters)
+
+    def _finish(
+        self,
+        model: LoadedModel,
+        scores: FloatArray,
+        history: Sequence[int],
+        k: int,
+        filters: ListFilters | None,
+    ) -> Ranked:
+        """One request's final list from the model's scores of every item."""
         scores = scores.astype(np.float32, copy=True)
         scores[list(history)] = -np.inf
         if filters is not None and (filters.category or filters.brands):
@@ -206,6 +218,29 @@ class Service:
         order = top[np.lexsort((top, -scores[top]))].astype(np.int64)
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
+
+    def warm(self, model: LoadedModel, n_users: int, k: int = 10, batch: int = 32) -> int:
+        """Precompute the default feed (``k`` items, no filters) of the ``n_users`` most active known
+        shoppers into the cache, in batches (scoring a batch costs far less per user than one at a
+        time). Stops early when a newer model is swapped in. Returns how many feeds were cached."""
+        artifact = model.artifact
+        lengths = artifact.histories.lengths()
+        rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
+        done = 0
+        for start in range(0, len(rows), batch):
+            if self._model is not model or self.stopping:
+                break
+            chunk = rows[start : start + batch]
+            users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in chunk]
+            histories = [self.history(model, user) for user in users]
+            scores = artifact.model.score(Histories.from_lists(histories, model.n_items))
+            for user, history, row_scores in zip(users, histories, scores, strict=True):
+                key = self.recommend_key(model, user, k, None)
+                ranked = self._finish(model, row_scores, history, k, None)
+                self.cache.put(key, ranked, user=self.pseudonymize(user))
+                done += 1
+        log.info("precomputed %d feeds", done)
+        return done
 
     # --- search --------------------------------------------------------------------------------
     def search_key(

@@ -71,6 +71,9 @@ class ServiceSettings(BaseSettings):
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings.
     max_model_queue: int = Field(default=8, gt=0)
     cache_size: int = Field(default=10_000, ge=0)
+    # Precompute the home feeds of this many most active known shoppers after start-up, in the
+    # background (0: off). Their events still drop and recompute their feed.
+    warm_users: int = Field(default=0, ge=0)
     max_k: int = Field(default=100, gt=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
     reload_poll_s: float = Field(default=0.0, ge=0)
