@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from tests_support import write_s3rec_folder
 from typer.testing import CliRunner
 
@@ -43,11 +45,24 @@ def test_evaluate_rec_on_a_folder_without_data(tmp_path: Path) -> None:
     assert "sequences.txt" in result.output
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--users", "150"])
+def test_demo_runs_end_to_end_and_ends_serving_the_storefront(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: dict[str, Any] = {}
+
+    def fake_run_server(settings: dict[str, Any], host: str, port: int, banner: str = "") -> None:
+        served.update(settings=settings, host=host, port=port, banner=banner)
+
+    monkeypatch.setattr("shopfusion.cli.demo.run_server", fake_run_server)
+    monkeypatch.delenv("SHOPFUSION_DEMO_NO_SERVE", raising=False)
+    result = runner.invoke(app, ["demo", "--workdir", str(tmp_path), "--users", "150", "--port", "8123"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "evaluation.json").read_text())
     results = report["results"]
     assert set(results) == {"popularity", "item2item", "als"}
     assert results["item2item"]["NDCG@10"] > results["popularity"]["NDCG@10"]
     assert (tmp_path / "report" / "report.md").exists() and (tmp_path / "report" / "metrics.png").exists()
+    # The storefront is served on the artifact the demo trained (run_server prints the URL).
+    assert served["port"] == 8123 and served["settings"]["artifact"] == tmp_path / "artifact"
+    assert served["settings"]["storefront_key"] and served["settings"]["admin_key_hashes"]
+    assert (tmp_path / "artifact" / "manifest.json").exists()

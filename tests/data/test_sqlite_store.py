@@ -121,6 +121,19 @@ def test_event_log_is_append_only(store: SQLiteStore) -> None:
     conn.close()
 
 
+def test_erase_user_deletes_only_that_users_events_and_keeps_the_guard(store: SQLiteStore) -> None:
+    users = [e.user_id for _, e in store.events_after(0)]
+    victim = users[0]
+    assert store.erase_user(victim) == users.count(victim)
+    assert victim not in {e.user_id for _, e in store.events_after(0)}
+    assert store.count_events() == len(users) - users.count(victim)
+    assert store.erase_user(victim) == 0
+    conn = sqlite3.connect(store.path)  # the append-only guard is back after the erasure
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    conn.close()
+
+
 def test_to_dataset(store: SQLiteStore) -> None:
     ds = store.to_dataset("shop")
 

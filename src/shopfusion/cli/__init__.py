@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import typer
 
+from shopfusion.cli.bench import register as register_bench
 from shopfusion.cli.demo import register as register_demo
 from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
 from shopfusion.cli.report import register as register_report
 from shopfusion.cli.sample import register as register_sample
+from shopfusion.cli.serve import register as register_serve
 from shopfusion.cli.train import register as register_train
 
 app = typer.Typer(
@@ -24,6 +26,8 @@ for _register in (
     register_train,
     register_evaluate,
     register_report,
+    register_serve,
+    register_bench,
 ):
     _register(app)
 

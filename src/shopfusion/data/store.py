@@ -37,6 +37,9 @@ SNAPSHOT_FILES = ("catalog.parquet", "events.parquet", "snapshot.json")
 #: Columns of the event frame (store reads, snapshots); ``ts`` is UTC seconds.
 EVENT_COLUMNS = ("seq", "user_id", "item_id", "type", "ts", "query", "position", "session_id", "context")
 
+_NO_DELETE = """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+    BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END"""
+
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE IF NOT EXISTS products (
@@ -51,8 +54,7 @@ _SCHEMA = (
     # The log is append-only: sequence numbers once acknowledged always mean the same event.
     """CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
         BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END""",
-    """CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-        BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END""",
+    _NO_DELETE,
 )
 
 _UPSERT = """
@@ -168,6 +170,18 @@ class SQLiteStore:
             conn.executemany(_APPEND, rows)
             last = conn.execute("SELECT last_insert_rowid()").fetchone()
         return int(last[0])
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every event of ``user_id`` (a shopper's right to erasure); returns how many.
+
+        The one deletion the append-only log allows: the guard trigger is lifted inside the same
+        transaction, so no other writer can delete meanwhile and the guard is back on commit.
+        """
+        with self._transaction() as conn:
+            conn.execute("DROP TRIGGER events_no_delete")
+            deleted = conn.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+            conn.execute(_NO_DELETE)
+        return int(deleted)
 
     # -- reads ---------------------------------------------------------------------------------
 

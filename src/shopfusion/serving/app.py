@@ -1,0 +1,124 @@
+"""The app factory: ``create_app(settings)`` wires settings, the service, middleware and routes.
+
+The model is loaded in the lifespan (not at import), so importing the app is cheap, readiness
+turns green only once the artifact loaded, and tests can build as many apps as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from shopfusion import __version__
+from shopfusion.errors import ShopfusionError
+from shopfusion.serving.gate import ModelGate
+from shopfusion.serving.guard import GuardMiddleware
+from shopfusion.serving.metrics import Metrics
+from shopfusion.serving.model import SearcherLoader, load_searcher
+from shopfusion.serving.routes import admin, events, health, pages, recommend, search
+from shopfusion.serving.security import KeyRing, RateLimiter, hash_key
+from shopfusion.serving.service import NotReadyError, Service
+from shopfusion.serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load_searcher) -> FastAPI:
+    """``searcher_loader`` opens ``ARTIFACT/search``; tests pass a fake one."""
+    service = Service(settings, searcher_loader)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start)
+        metrics.set_model(service.model.version)
+        if settings.warm_users:
+            # Not awaited: the service is ready at once and serves while the cache fills.
+            warming = asyncio.create_task(asyncio.to_thread(service.warm, service.model, settings.warm_users))
+        poller = asyncio.create_task(_poll(service, metrics)) if settings.reload_poll_s > 0 else None
+        try:
+            yield
+        finally:
+            if settings.warm_users:
+                service.stopping = True
+                await warming
+            if poller is not None:
+                poller.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await poller
+            service.close()
+
+    app = FastAPI(
+        title="shopfusion",
+        version=__version__,
+        summary="Product search, recommendations and explanations for an online shop.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.service = service
+    app.state.metrics = metrics
+    app.state.gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    ingest = settings.ingest_key_hashes + (
+        [hash_key(settings.storefront_key)] if settings.storefront_key else []
+    )
+    app.state.keyring = KeyRing(settings.read_key_hashes, ingest, settings.admin_key_hashes)
+    _bind_metrics(metrics, service)
+
+    @app.exception_handler(NotReadyError)
+    async def not_ready(_request: Request, exc: NotReadyError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "1"})
+
+    for router in (
+        health.router,
+        recommend.router,
+        search.router,
+        events.router,
+        admin.router,
+        admin.stats_router,
+        pages.router,
+    ):
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.add_middleware(
+        GuardMiddleware,
+        metrics=metrics,
+        limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+        max_in_flight=settings.max_in_flight,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app
+
+
+def _bind_metrics(metrics: Metrics, service: Service) -> None:
+    metrics.bind(metrics.cache_hits, lambda: service.cache.hits)
+    metrics.bind(metrics.cache_misses, lambda: service.cache.misses)
+    metrics.bind(metrics.cache_hit_rate, lambda: service.cache.hit_rate)
+    metrics.bind(metrics.event_lag, lambda: service.last_event_lag_s)
+    metrics.bind(metrics.events, lambda: service.events_received)
+    metrics.bind(metrics.reload_failures, lambda: service.reload_failures)
+
+
+async def _poll(service: Service, metrics: Metrics) -> None:
+    """Reload when the artifact's manifest changes (a retrain wrote a new one in place)."""
+    settings = service.settings
+    manifest = service.model.path / "manifest.json"
+    seen = manifest.read_bytes() if manifest.exists() else b""
+    while True:
+        await asyncio.sleep(settings.reload_poll_s)
+        current = manifest.read_bytes() if manifest.exists() else b""
+        if current == seen:
+            continue
+        seen = current
+        try:
+            model = await asyncio.to_thread(service.reload)
+        except ShopfusionError as exc:
+            log.warning("new artifact refused, still serving the previous one: %s", exc)
+            continue
+        metrics.set_model(model.version)

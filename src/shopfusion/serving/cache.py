@@ -1,0 +1,64 @@
+"""An in-process LRU for hot responses, with hit/miss counts and generation-based invalidation.
+
+Keys carry the model generation, so swapping in a new artifact invalidates every entry at once
+without a scan; a user's new event drops that user's entries (see :meth:`LRUCache.drop_user`).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class LRUCache(Generic[V]):
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.hits = 0
+        self.misses = 0
+        self._data: OrderedDict[Hashable, V] = OrderedDict()
+        self._by_user: dict[str, set[Hashable]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+    def get(self, key: Hashable) -> V | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is None:
+                self.misses += 1
+                return None
+            self._data.move_to_end(key)
+            self.hits += 1
+            return value
+
+    def put(self, key: Hashable, value: V, user: str | None = None) -> None:
+        if self.capacity == 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            if user is not None:
+                self._by_user.setdefault(user, set()).add(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+
+    def drop_user(self, user: str) -> None:
+        """Forget every entry computed for ``user`` (their history just changed)."""
+        with self._lock:
+            for key in self._by_user.pop(user, set()):
+                self._data.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._by_user.clear()

@@ -1,0 +1,69 @@
+"""Shared route dependencies: the service, API-key checks, and result -> response conversion."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Header, HTTPException, Request, Response
+from pydantic import BaseModel
+
+from shopfusion.serving.gate import ModelGate
+from shopfusion.serving.schemas import Item
+from shopfusion.serving.security import KeyRing, Role
+from shopfusion.serving.service import Ranked, Service
+from shopfusion.serving.settings import ServiceSettings
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_gate(request: Request) -> ModelGate:
+    gate: ModelGate = request.app.state.gate
+    return gate
+
+
+GateDep = Annotated[ModelGate, Depends(get_gate)]
+ApiKey = Annotated[
+    str | None, Header(alias="X-API-Key", description="API key (ingest/admin, reads if configured)")
+]
+
+
+def require(role: Role) -> Callable[[Request, str | None], None]:
+    """A dependency that lets the request through only with a key granting ``role``."""
+
+    def check(request: Request, x_api_key: ApiKey = None) -> None:
+        settings: ServiceSettings = request.app.state.settings
+        if role is Role.READ and not settings.read_requires_key:
+            return
+        keyring: KeyRing = request.app.state.keyring
+        if not x_api_key:
+            raise HTTPException(
+                401, f"this endpoint needs an API key with the {role.value!r} role in X-API-Key"
+            )
+        if role not in keyring.roles(x_api_key):
+            raise HTTPException(403, f"this API key does not grant the {role.value!r} role")
+
+    return check
+
+
+def render(ranked: Ranked, route: str, cached: bool, build: Callable[[], BaseModel]) -> Response:
+    """The JSON response of ``ranked``, built by ``build`` the first time and then reused."""
+    body = ranked.rendered.get((route, cached))
+    if body is None:
+        body = build().model_dump_json().encode()
+        ranked.rendered[(route, cached)] = body
+    return Response(body, media_type="application/json")
+
+
+def items_of(ranked: Ranked) -> list[Item]:
+    cards = ranked.model.cards
+    return [
+        Item(**cards[int(i)], score=round(float(s), 6))
+        for i, s in zip(ranked.items, ranked.scores, strict=True)
+    ]

@@ -1,0 +1,352 @@
+"""What the HTTP routes call: recommend, similar, search, explain, ingest, erase, reload.
+
+The routes only translate HTTP to these calls and back. Every call takes one snapshot of the
+current :class:`LoadedModel` and uses only it, so a hot reload swaps the reference between
+requests and never mid-request; the old model is freed when its last request ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
+from shopfusion.data.schema import Event, EventType
+from shopfusion.data.store import SQLiteStore
+from shopfusion.errors import ShopfusionError, UnknownIdError
+from shopfusion.search.api import SearchFilters
+from shopfusion.serving.cache import LRUCache
+from shopfusion.serving.explain import Explanation, explain_item
+from shopfusion.serving.model import LoadedModel, SearcherLoader, load_model, load_searcher
+from shopfusion.serving.rules import ListFilters
+from shopfusion.serving.security import Pseudonymizer
+from shopfusion.serving.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+#: Online history kept per shopper between retrains (most recent items).
+ONLINE_HISTORY = 50
+_BEHAVIOUR = {EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE}
+
+
+class SearchUnavailableError(ShopfusionError):
+    """The loaded artifact carries no search index."""
+
+
+class NotReadyError(ShopfusionError):
+    """No model is loaded yet."""
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A final list: item indices into the model's catalog, best first, with their scores."""
+
+    model: LoadedModel
+    items: IntArray
+    scores: FloatArray
+    facets: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    signals: list[dict[str, float]] = field(default_factory=list)
+    corrected_query: str | None = None
+    # The response body, rendered once per (route, cached flag): a hot list is then served
+    # without building and validating its models again.
+    rendered: dict[tuple[str, bool], bytes] = field(default_factory=dict, compare=False)
+
+
+Key = tuple[object, ...]
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings, searcher_loader: SearcherLoader = load_searcher) -> None:
+        self.settings = settings
+        self.searcher_loader = searcher_loader
+        self.pseudonymize = Pseudonymizer(settings.pseudonym_secret)
+        self.cache: LRUCache[Ranked] = LRUCache(settings.cache_size)
+        self.store: SQLiteStore | None = None
+        self.last_event_lag_s = 0.0
+        self.events_received = 0
+        self.reload_failures = 0
+        self.reload_history: list[dict[str, str]] = []
+        self._model: LoadedModel | None = None
+        self._generation = 0
+        self._reload_lock = threading.Lock()
+        self._online: dict[str, deque[str]] = {}
+        self._online_lock = threading.Lock()
+        self._erased: set[str] = set()
+        self.stopping = False  # set at shutdown: background work ends early
+
+    @property
+    def _erased_file(self) -> Path:
+        # Pseudonyms only: the file itself holds no personal data.
+        return self.settings.store_path.with_name(self.settings.store_path.name + ".erased")
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self.reload(self.settings.artifact)
+        self.store = SQLiteStore(self.settings.store_path)
+        if self._erased_file.exists():
+            self._erased = set(self._erased_file.read_text().split())
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    @property
+    def model(self) -> LoadedModel:
+        model = self._model
+        if model is None:
+            raise NotReadyError("no model is loaded yet; retry in a moment")
+        return model
+
+    @property
+    def ready(self) -> bool:
+        return self._model is not None and self.store is not None
+
+    def reload(self, path: Path | None = None) -> LoadedModel:
+        """Load ``path`` (default: the current artifact's) and swap it in; on any error the model
+        that was serving keeps serving and the error is raised."""
+        with self._reload_lock:
+            target = path or (self._model.path if self._model else self.settings.artifact)
+            try:
+                model = load_model(target, self.settings.rules, self._generation + 1, self.searcher_loader)
+            except ShopfusionError as exc:
+                self.reload_failures += 1
+                self._record(target, "refused", str(exc))
+                raise
+            self._generation = model.generation
+            self._model = model
+            # Entries of the old generation can no longer be hit; free their memory now.
+            self.cache.clear()
+            self._record(target, "serving", model.version)
+            log.info("serving artifact %s (%s)", target, model.version)
+            return model
+
+    def _record(self, path: Path, status: str, detail: str) -> None:
+        self.reload_history.append(
+            {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "artifact": str(path),
+                "status": status,
+                "detail": detail,
+            }
+        )
+        del self.reload_history[:-20]
+
+    # --- histories -----------------------------------------------------------------------------
+    def history(self, model: LoadedModel, user_id: str | None) -> list[int]:
+        """The shopper's items, oldest first: the artifact's history (unless erased) + online events."""
+        if not user_id:
+            return []
+        pseudonym = self.pseudonymize(user_id)
+        artifact = model.artifact
+        items: list[int] = []
+        row = artifact.user_map.get(pseudonym)
+        if row < 0:
+            row = artifact.user_map.get(user_id)
+        if pseudonym in self._erased:
+            row = -1  # erased shoppers are strangers, even to an artifact trained before erasure
+        if 0 <= row < len(artifact.histories):
+            items = artifact.histories.row(row).tolist()
+        with self._online_lock:
+            online = list(self._online.get(pseudonym, ()))
+        items += [i for i in artifact.item_map.to_indices(online, missing=-1).tolist() if i >= 0]
+        return items
+
+    # --- recommendations -----------------------------------------------------------------------
+    def recommend_key(
+        self, model: LoadedModel, user_id: str | None, k: int, filters: ListFilters | None
+    ) -> Key:
+        return (model.generation, "recommend", self.pseudonymize(user_id) if user_id else None, k, filters)
+
+    def recommend(
+        self,
+        user_id: str | None,
+        k: int,
+        filters: ListFilters | None = None,
+        model: LoadedModel | None = None,
+    ) -> Ranked:
+        """The shopper's feed (computed; callers look in :attr:`cache` first under :meth:`recommend_key`)."""
+        model = model or self.model
+        key = self.recommend_key(model, user_id, k, filters)
+        ranked = self._rank(model, self.history(model, user_id), k, filters)
+        self.cache.put(key, ranked, user=self.pseudonymize(user_id) if user_id else None)
+        return ranked
+
+    def similar_key(self, model: LoadedModel, item_id: str, k: int, filters: ListFilters | None) -> Key:
+        return (model.generation, "similar", model.artifact.item_map.to_index(item_id), k, filters)
+
+    def similar(
+        self, item_id: str, k: int, filters: ListFilters | None = None, model: LoadedModel | None = None
+    ) -> Ranked:
+        model = model or self.model
+        key = self.similar_key(model, item_id, k, filters)
+        ranked = self._rank(model, [model.artifact.item_map.to_index(item_id)], k, filters)
+        self.cache.put(key, ranked)
+        return ranked
+
+    def _rank(
+        self, model: LoadedModel, history: Sequence[int], k: int, filters: ListFilters | None
+    ) -> Ranked:
+        scores = model.artifact.model.score(Histories.from_lists([list(history)], model.n_items))[0]
+        return self._finish(model, scores, history, k, filters)
+
+    def _finish(
+        self,
+        model: LoadedModel,
+        scores: FloatArray,
+        history: Sequence[int],
+        k: int,
+        filters: ListFilters | None,
+    ) -> Ranked:
+        """One request's final list from the model's scores of every item."""
+        scores = scores.astype(np.float32, copy=True)
+        scores[list(history)] = -np.inf
+        if filters is not None and (filters.category or filters.brands):
+            everything = np.arange(model.n_items)
+            scores[~filters.mask(model.view, everything)] = -np.inf
+        # Enough spare candidates that stock, dedupe and brand caps still leave k items.
+        n = min(model.n_items, 5 * k + len(model.rules.bury) + 50)
+        top = np.argpartition(-scores, n - 1)[:n] if n < model.n_items else np.arange(model.n_items)
+        top = top[np.isfinite(scores[top])]
+        order = top[np.lexsort((top, -scores[top]))].astype(np.int64)
+        items, kept = model.rules.apply(order, scores[order], k)
+        return Ranked(model, items, kept)
+
+    def warm(self, model: LoadedModel, n_users: int, k: int = 10, batch: int = 32) -> int:
+        """Precompute the default feed (``k`` items, no filters) of the ``n_users`` most active known
+        shoppers into the cache, in batches (scoring a batch costs far less per user than one at a
+        time). Stops early when a newer model is swapped in. Returns how many feeds were cached."""
+        artifact = model.artifact
+        lengths = artifact.histories.lengths()
+        rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
+        done = 0
+        for start in range(0, len(rows), batch):
+            if self._model is not model or self.stopping:
+                break
+            chunk = rows[start : start + batch]
+            users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in chunk]
+            histories = [self.history(model, user) for user in users]
+            scores = artifact.model.score(Histories.from_lists(histories, model.n_items))
+            for user, history, row_scores in zip(users, histories, scores, strict=True):
+                key = self.recommend_key(model, user, k, None)
+                ranked = self._finish(model, row_scores, history, k, None)
+                self.cache.put(key, ranked, user=self.pseudonymize(user))
+                done += 1
+        log.info("precomputed %d feeds", done)
+        return done
+
+    # --- search --------------------------------------------------------------------------------
+    def search_key(
+        self, model: LoadedModel, query: str, user_id: str | None, k: int, filters: SearchFilters
+    ) -> Key:
+        if model.searcher is None:
+            raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
+        return (
+            model.generation,
+            "search",
+            query,
+            self.pseudonymize(user_id) if user_id else None,
+            k,
+            filters,
+        )
+
+    def search(
+        self,
+        query: str,
+        user_id: str | None,
+        k: int,
+        filters: SearchFilters,
+        model: LoadedModel | None = None,
+    ) -> Ranked:
+        model = model or self.model
+        key = self.search_key(model, query, user_id, k, filters)
+        pseudonym = self.pseudonymize(user_id) if user_id else None
+        if model.searcher is None:
+            raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
+        history = np.asarray(self.history(model, user_id), dtype=np.int64)
+        in_stock = filters.in_stock_only or model.rules.settings.in_stock_only
+        filters = SearchFilters(
+            filters.categories, filters.brands, filters.min_price, filters.max_price, in_stock
+        )
+        # Ask for spares: dedupe and brand caps may drop some.
+        result = model.searcher.search(
+            query, k=3 * k, history=history if len(history) else None, filters=filters
+        )
+        signals = dict(zip(result.items.tolist(), result.explanations, strict=False))
+        items, scores = model.rules.apply(result.items.astype(np.int64), result.scores.astype(np.float32), k)
+        ranked = Ranked(
+            model,
+            items,
+            scores,
+            facets={name: [(v.value, v.count) for v in values] for name, values in result.facets.items()},
+            signals=[signals.get(int(i), {}) for i in items],
+            corrected_query=result.corrected_query,
+        )
+        self.cache.put(key, ranked, user=pseudonym)
+        return ranked
+
+    # --- explanations --------------------------------------------------------------------------
+    def explain(self, user_id: str | None, item_id: str, lang: str = "en") -> Explanation:
+        model = self.model
+        item = model.artifact.item_map.to_index(item_id)
+        return explain_item(model, self.history(model, user_id), item, lang)
+
+    # --- events and erasure --------------------------------------------------------------------
+    def ingest(self, events: Sequence[Event]) -> int:
+        """Store the events under pseudonymous ids and add them to the shoppers' online histories;
+        returns the sequence number of the last one. Unknown items are refused as a whole batch."""
+        model = self.model
+        known = model.artifact.item_map
+        for position, event in enumerate(events):
+            if event.item_id is not None and event.item_id not in known:
+                raise UnknownIdError(f"events[{position}].item_id {event.item_id!r} is not in the catalog")
+        stored = [
+            e.model_copy(
+                update={
+                    "user_id": self.pseudonymize(e.user_id),
+                    "session_id": self.pseudonymize(e.session_id) if e.session_id else "",
+                }
+            )
+            for e in events
+        ]
+        if self.store is None:
+            raise NotReadyError("the event store is not open yet; retry in a moment")
+        seq = self.store.append_events(stored)
+        now = time.time()
+        with self._online_lock:
+            for event in stored:
+                if event.item_id is not None and event.type in _BEHAVIOUR:
+                    self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
+        for pseudonym in {e.user_id for e in stored}:
+            self.cache.drop_user(pseudonym)
+        if stored:
+            self.last_event_lag_s = max(0.0, now - max(e.timestamp.timestamp() for e in stored))
+        self.events_received += len(stored)
+        return seq
+
+    def erase_user(self, user_id: str) -> int:
+        """Remove the shopper's stored events and online state; returns how many events went."""
+        pseudonym = self.pseudonymize(user_id)
+        if self.store is None:
+            raise NotReadyError("the event store is not open yet; retry in a moment")
+        deleted = self.store.erase_user(pseudonym)
+        with self._online_lock:
+            if pseudonym not in self._erased:
+                self._erased.add(pseudonym)
+                with self._erased_file.open("a") as f:
+                    f.write(pseudonym + "\n")
+        with self._online_lock:
+            self._online.pop(pseudonym, None)
+        self.cache.drop_user(pseudonym)
+        return deleted
+
+    def online_history_length(self, user_id: str) -> int:
+        with self._online_lock:
+            return len(self._online.get(self.pseudonymize(user_id), ()))

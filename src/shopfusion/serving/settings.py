@@ -1,0 +1,112 @@
+"""Service settings: environment variables ``SHOPFUSION_*`` (or keyword arguments in tests),
+validated when the app is created so a typo fails at start-up, not on the first request."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class RuleSettings(BaseSettings):
+    """Business rules applied to every recommendation list at serve time."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPFUSION_RULES_", extra="forbid")
+
+    in_stock_only: bool = True
+    # Item ids to lift to the top / push to the bottom of any list they appear in.
+    boost: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    bury: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Near-identical products (same brand and same normalised title) are shown once.
+    dedupe: bool = True
+    # At most this many items of one brand per list (0: no cap).
+    max_per_brand: int = Field(default=0, ge=0)
+    # Maximal marginal relevance: 1.0 = pure relevance, lower trades relevance for variety.
+    mmr_lambda: float = Field(default=1.0, ge=0.0, le=1.0)
+
+    @field_validator("boost", "bury", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip() for v in value.split(",") if v.strip()]
+        return value
+
+
+class ServiceSettings(BaseSettings):
+    """Everything the HTTP service reads; each key is ``SHOPFUSION_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="SHOPFUSION_", extra="forbid")
+
+    artifact: Path
+    # SQLite store for POSTed events (user ids pseudonymised); default: ARTIFACT/../service-events.db.
+    store: Path | None = None
+    # SHA-256 hex digests of the API keys, never the keys themselves (`shopfusion serve hash-key`).
+    ingest_key_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_key_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Hashes of keys allowed to read; with read_requires_key, search/recommend need one of them
+    # (ingest and admin keys read too).
+    read_key_hashes: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    read_requires_key: bool = False
+    # A publishable key the storefront page uses to post its shoppers' clicks: it is served to
+    # every browser, so it grants only ingestion (rate limited like any key). Empty: no tracking.
+    storefront_key: str = ""
+    # Secret for the keyed hash of user ids; set it in production, or ids change on restart.
+    pseudonym_secret: str = Field(default="", repr=False)
+    max_body_bytes: int = Field(default=256 * 1024, gt=0)
+    max_events_per_batch: int = Field(default=500, gt=0)
+    # Requests per second (sustained) and burst per API key / client address.
+    rate_limit_per_s: float = Field(default=200.0, gt=0)
+    rate_limit_burst: int = Field(default=400, gt=0)
+    # Admission control: requests served at once (a coarse bound on everything); the excess gets
+    # 503 at once instead of queueing.
+    max_in_flight: int = Field(default=256, gt=0)
+    # Scoring runs in this many worker threads (the model is CPU bound) ...
+    model_workers: int = Field(default=2, gt=0)
+    # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
+    # wait of an admitted request is then at most about max_model_queue / model_workers scorings.
+    max_model_queue: int = Field(default=8, gt=0)
+    cache_size: int = Field(default=10_000, ge=0)
+    # Precompute the home feeds of this many most active known shoppers after start-up, in the
+    # background (0: off). Their events still drop and recompute their feed.
+    warm_users: int = Field(default=0, ge=0)
+    max_k: int = Field(default=100, gt=0)
+    # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
+    reload_poll_s: float = Field(default=0.0, ge=0)
+    # Folder of an evaluation report (report.md, metrics.png) for the dashboard; optional.
+    report_dir: Path | None = None
+    rules: RuleSettings = Field(default_factory=RuleSettings)
+
+    @field_validator("ingest_key_hashes", "admin_key_hashes", "read_key_hashes", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [v.strip().lower() for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("ingest_key_hashes", "admin_key_hashes", "read_key_hashes")
+    @classmethod
+    def _hex_digests(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if not _SHA256_HEX.match(v)]
+        if bad:
+            raise ValueError(
+                "key hashes must be SHA-256 hex digests (64 hex characters): hash a key with "
+                "`shopfusion serve --hash-key KEY`, never put the key itself here"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _readable(self) -> ServiceSettings:
+        if self.read_requires_key and not (
+            self.read_key_hashes or self.ingest_key_hashes or self.admin_key_hashes
+        ):
+            raise ValueError("read_requires_key is set but no API key hash is configured")
+        return self
+
+    @property
+    def store_path(self) -> Path:
+        return self.store if self.store is not None else self.artifact.parent / "service-events.db"
