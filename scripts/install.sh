@@ -4,7 +4,7 @@
 # torch==2.13.0 and installed first (any other spec pulls a multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${SHOPFUSION_EXTRAS:-dev,report,text,image,faiss,seq}"
+extras="${SHOPFUSION_EXTRAS:-dev,report,text,image,faiss,seq,search}"
 python="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv

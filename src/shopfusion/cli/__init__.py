@@ -9,6 +9,7 @@ from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
 from shopfusion.cli.report import register as register_report
 from shopfusion.cli.sample import register as register_sample
+from shopfusion.cli.search import register as register_search
 from shopfusion.cli.train import register as register_train
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ for _register in (
     register_ingest,
     register_train,
     register_evaluate,
+    register_search,
     register_report,
 ):
     _register(app)
