@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shopfusion.search.query import SpellCorrector, char_ngrams, normalise, stem, tokenize
+from shopfusion.search.query import SpellCorrector, char_ngrams, normalise, stem, tokenize, word_bigrams
 
 
 def test_normalise_folds_width_case_and_punctuation() -> None:
@@ -45,3 +45,8 @@ def test_spell_corrector_fixes_one_edit_and_prefers_frequent_words() -> None:
     assert corrector.correct(["zzzzzz", "电视", "1234"]) == ["zzzzzz", "电视", "1234"]
     restored = SpellCorrector.from_json(corrector.to_json())
     assert restored.correct(["samsng"]) == ["samsung"]
+
+
+def test_word_bigrams_keep_the_title_order() -> None:
+    assert word_bigrams(["red", "lip", "gloss"]) == ["red lip", "lip gloss"]
+    assert word_bigrams(["one"]) == []
