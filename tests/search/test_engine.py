@@ -85,6 +85,7 @@ def test_the_engine_satisfies_the_searcher_contract(engine: SearchEngine) -> Non
     searcher: Searcher = engine
     result = searcher.search("lipstick", k=3)
     assert result.items.dtype == np.int64 and result.scores.dtype == np.float32 and len(result.items) == 3
+    assert len(searcher.search("!!! ???", k=3).items) == 3  # nothing to match on: still an answer
     with pytest.raises(ConfigError, match="k must be"):
         engine.search("lipstick", k=0)
     with pytest.raises(NotFittedError):
