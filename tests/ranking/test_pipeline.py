@@ -142,6 +142,10 @@ def test_train_writes_an_artifact_the_service_can_load(tmp_path: Path) -> None:
     assert len(artifact.item_map) == artifact.histories.n_items
     scores = artifact.model.score(artifact.histories.rows([0]))
     assert scores.shape == (1, len(artifact.item_map))
+    from shopfusion.search.engine import SearchEngine
+
+    found = SearchEngine.load(out / "search").search("product 7", k=3)
+    assert artifact.item_map.to_external(int(found.items[0])) == "7"
     (out / "config.yaml").write_text(yaml.safe_dump({**SMALL, "seed": 3}))
     with pytest.raises(ArtifactError, match="altered"):
         load_artifact(out)
