@@ -257,3 +257,17 @@ def test_multitask_fusion_on_a_yoochoose_style_stream_with_buys(tmp_path: Path) 
     chooser = FusionRetriever({"sources": sources, "fusion": select, "holdout_min_length": 2})
     chooser.fit(TrainData(clicks.interactions.histories(), clicks.catalog))
     assert set(chooser.fusion_.selection_ndcg_) == {"weighted"}
+
+
+def test_ablation_keeps_the_chosen_method_for_the_minus_source_variants() -> None:
+    from shopfusion.evaluation.ablation import ablation_variants
+
+    config = parse_config(
+        {**SMALL, "fusion": {"method": "select", "params": {"methods": ["weighted", "lambdamart"]}}}, "test"
+    )
+    variants = ablation_variants(config, chosen="weighted")
+    assert variants["fusion minus item2item"].fusion.method == "weighted"
+    assert [s.name for s in variants["fusion minus item2item"].sources] == ["transition", "popularity"]
+    assert variants["fusion (select, all sources)"].fusion.method == "select"
+    assert {"fusion (lambdamart, all sources)", "fusion (attention, all sources)"} <= set(variants)
+    assert ablation_variants(config)["fusion minus item2item"].fusion.method == "select"
