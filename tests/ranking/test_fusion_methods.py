@@ -47,6 +47,12 @@ def synthetic(n_groups: int = 300, size: int = 30, seed: int = 0) -> tuple[Fusio
     return FusionInput(features, (*names, *extra), SOURCES, ptr, kinds), labels
 
 
+def clicks_only(data: FusionInput) -> FusionInput:
+    """The same requests, every held-out target a click: a stream with one event type."""
+    kinds = np.full(len(data.group_ptr) - 1, EventType.CLICK.code, dtype=np.int8)
+    return FusionInput(data.features, data.feature_names, data.sources, data.group_ptr, kinds)
+
+
 def test_ndcg_known_answer_and_pessimistic_ties() -> None:
     labels = np.array([True, False, False, False, True, False])
     ptr = np.array([0, 3, 6])
@@ -106,13 +112,7 @@ def test_alpha_names_a_missing_source() -> None:
 
 def test_multitask_refuses_a_single_kind_stream() -> None:
     data, labels = synthetic()
-    single = FusionInput(
-        data.features,
-        data.feature_names,
-        data.sources,
-        data.group_ptr,
-        np.full(len(data.group_ptr) - 1, EventType.CLICK.code, dtype=np.int8),
-    )
+    single = clicks_only(data)
     with pytest.raises(ConfigError, match="more than one kind"):
         fusion_class("multitask")().fit(single, labels, np.random.default_rng(0))
 
@@ -142,13 +142,7 @@ def test_select_keeps_the_method_that_ranks_held_out_requests_best() -> None:
 
 def test_select_skips_a_method_the_data_cannot_support() -> None:
     data, labels = synthetic()
-    single = FusionInput(
-        data.features,
-        data.feature_names,
-        data.sources,
-        data.group_ptr,
-        np.full(len(data.group_ptr) - 1, EventType.CLICK.code, dtype=np.int8),
-    )
+    single = clicks_only(data)
     model = fusion_class("select")(methods=["multitask", "weighted"]).fit(
         single, labels, np.random.default_rng(0)
     )
