@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from shopfusion.data.interactions import FloatArray, Histories
 from shopfusion.errors import ModelFitError
 from shopfusion.retrieval.base import Retriever, TrainData
+from shopfusion.retrieval.blas import single_blas_thread_if_small
 
 
 class ALSRetriever(Retriever):
@@ -90,7 +91,8 @@ class ALSRetriever(Retriever):
         return out
 
     def _score(self, requests: Histories) -> FloatArray:
-        return self.user_factors(requests) @ self.item_factors_.T
+        with single_blas_thread_if_small(len(requests)):
+            return self.user_factors(requests) @ self.item_factors_.T
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"item_factors": self.item_factors_}
