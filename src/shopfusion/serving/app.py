@@ -18,13 +18,14 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.model import SearcherLoader, load_searcher
 from shopfusion.serving.routes import admin, events, health, pages, recommend, search
 from shopfusion.serving.security import KeyRing, RateLimiter, hash_key
-from shopfusion.serving.service import NotReadyError, Service
+from shopfusion.serving.service import FeedRequest, NotReadyError, Ranked, Service
 from shopfusion.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,10 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    app.state.gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.gate = gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.batcher = MicroBatcher[FeedRequest, Ranked](
+        service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
+    )
     ingest = settings.ingest_key_hashes + (
         [hash_key(settings.storefront_key)] if settings.storefront_key else []
     )
@@ -92,6 +96,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
     )
     return app
 

@@ -46,9 +46,11 @@ class GuardMiddleware:
         limiter: RateLimiter,
         max_in_flight: int,
         max_body_bytes: int,
+        access_log: bool = True,
     ) -> None:
         self.app, self.metrics, self.limiter = app, metrics, limiter
         self.max_in_flight, self.max_body_bytes = max_in_flight, max_body_bytes
+        self.access_log = access_log
         self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +114,8 @@ class GuardMiddleware:
             route = _route(scope)
             elapsed = time.perf_counter() - started
             self.metrics.latency.labels(route, scope["method"]).observe(elapsed)
-            access_log.info("%s %s %d %.1f ms", scope["method"], route, status, 1000 * elapsed)
+            if self.access_log:
+                access_log.info("%s %s %d %.1f ms", scope["method"], route, status, 1000 * elapsed)
             self.metrics.requests.labels(route, str(status)).inc()
             if status >= 500 and status != 503:
                 self.metrics.errors.labels(route).inc()

@@ -68,8 +68,16 @@ class ServiceSettings(BaseSettings):
     # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
-    # wait of an admitted request is then at most about max_model_queue / model_workers scorings.
-    max_model_queue: int = Field(default=8, gt=0)
+    # wait of an admitted request is then at most about max_model_queue / model_workers scorings
+    # (fewer with batching: a batch of n costs far less than n single scorings).
+    max_model_queue: int = Field(default=64, gt=0)
+    # Micro-batching of recommendations and similar items: cache misses arriving within this many
+    # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
+    # max_batch 1 scores every request alone.
+    batch_window_ms: float = Field(default=2.0, ge=0, le=100)
+    max_batch: int = Field(default=32, gt=0, le=512)
+    # One log line per request (route, status, milliseconds; never ids). Off for load tests.
+    access_log: bool = True
     cache_size: int = Field(default=10_000, ge=0)
     # Precompute the home feeds of this many most active known shoppers after start-up, in the
     # background (0: off). Their events still drop and recompute their feed.
