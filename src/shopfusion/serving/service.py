@@ -277,27 +277,26 @@ class Service:
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
 
-    def warm(self, model: LoadedModel, n_users: int, k: int = 10, batch: int = 32) -> int:
-        """Precompute the default feed (``k`` items, no filters) of the ``n_users`` most active known
-        shoppers into the cache, in batches (scoring a batch costs far less per user than one at a
-        time). Stops early when a newer model is swapped in. Returns how many feeds were cached."""
+    def warm(self, model: LoadedModel, n_users: int, n_items: int = 0, k: int = 10, batch: int = 32) -> int:
+        """Precompute into the cache the default feed (``k`` items, no filters) of the ``n_users``
+        most active known shoppers, then the similar items of the ``n_items`` most popular products,
+        in batches (scoring a batch costs far less per list than one at a time). Stops early when a
+        newer model is swapped in or the service stops. Returns how many lists were cached."""
         artifact = model.artifact
         lengths = artifact.histories.lengths()
         rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
+        users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in rows]
+        popularity = np.bincount(artifact.histories.items, minlength=model.n_items)
+        top = np.argsort(-popularity, kind="stable")[: min(n_items, model.n_items)]
+        requests = [FeedRequest(model, "recommend", user, k) for user in users]
+        requests += [FeedRequest(model, "similar", artifact.item_map.ids[i], k) for i in top.tolist()]
         done = 0
-        for start in range(0, len(rows), batch):
+        for start in range(0, len(requests), batch):
             if self._model is not model or self.stopping:
                 break
-            chunk = rows[start : start + batch]
-            users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in chunk]
-            histories = [self.history(model, user) for user in users]
-            scores = artifact.model.score(Histories.from_lists(histories, model.n_items))
-            for user, history, row_scores in zip(users, histories, scores, strict=True):
-                key = self.recommend_key(model, user, k, None)
-                ranked = self._finish(model, row_scores, history, k, None)
-                self.cache.put(key, ranked, user=self.pseudonymize(user))
-                done += 1
-        log.info("precomputed %d feeds", done)
+            results = self.rank_batch(requests[start : start + batch])
+            done += sum(isinstance(result, Ranked) for result in results)
+        log.info("precomputed %d lists (%d feeds, %d similar-item lists asked)", done, len(users), len(top))
         return done
 
     # --- search --------------------------------------------------------------------------------

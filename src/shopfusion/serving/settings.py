@@ -65,6 +65,9 @@ class ServiceSettings(BaseSettings):
     # Admission control: requests served at once (a coarse bound on everything); the excess gets
     # 503 at once instead of queueing.
     max_in_flight: int = Field(default=256, gt=0)
+    # ... and while the event loop runs this many milliseconds late (CPU saturated: requests queue
+    # before the app sees them), new requests get 503 at once too. 0 turns this off.
+    max_loop_lag_ms: float = Field(default=25.0, ge=0)
     # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
@@ -82,6 +85,8 @@ class ServiceSettings(BaseSettings):
     # Precompute the home feeds of this many most active known shoppers after start-up, in the
     # background (0: off). Their events still drop and recompute their feed.
     warm_users: int = Field(default=0, ge=0)
+    # ... and the similar items of this many most popular products (0: off).
+    warm_items: int = Field(default=0, ge=0)
     max_k: int = Field(default=100, gt=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
     reload_poll_s: float = Field(default=0.0, ge=0)
