@@ -19,6 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
 from shopfusion.serving.batcher import MicroBatcher
+from shopfusion.serving.fastpath import CachedListMiddleware
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware, LoopLag
 from shopfusion.serving.metrics import Metrics
@@ -96,6 +97,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K)
     app.add_middleware(
         GuardMiddleware,
         metrics=metrics,
