@@ -142,6 +142,10 @@ def test_train_writes_an_artifact_the_service_can_load(tmp_path: Path) -> None:
     assert len(artifact.item_map) == artifact.histories.n_items
     scores = artifact.model.score(artifact.histories.rows([0]))
     assert scores.shape == (1, len(artifact.item_map))
+    from shopfusion.search.engine import SearchEngine
+
+    found = SearchEngine.load(out / "search").search("product 7", k=3)
+    assert artifact.item_map.to_external(int(found.items[0])) == "7"
     (out / "config.yaml").write_text(yaml.safe_dump({**SMALL, "seed": 3}))
     with pytest.raises(ArtifactError, match="altered"):
         load_artifact(out)
@@ -253,3 +257,17 @@ def test_multitask_fusion_on_a_yoochoose_style_stream_with_buys(tmp_path: Path) 
     chooser = FusionRetriever({"sources": sources, "fusion": select, "holdout_min_length": 2})
     chooser.fit(TrainData(clicks.interactions.histories(), clicks.catalog))
     assert set(chooser.fusion_.selection_ndcg_) == {"weighted"}
+
+
+def test_ablation_keeps_the_chosen_method_for_the_minus_source_variants() -> None:
+    from shopfusion.evaluation.ablation import ablation_variants
+
+    config = parse_config(
+        {**SMALL, "fusion": {"method": "select", "params": {"methods": ["weighted", "lambdamart"]}}}, "test"
+    )
+    variants = ablation_variants(config, chosen="weighted")
+    assert variants["fusion minus item2item"].fusion.method == "weighted"
+    assert [s.name for s in variants["fusion minus item2item"].sources] == ["transition", "popularity"]
+    assert variants["fusion (select, all sources)"].fusion.method == "select"
+    assert {"fusion (lambdamart, all sources)", "fusion (attention, all sources)"} <= set(variants)
+    assert ablation_variants(config)["fusion minus item2item"].fusion.method == "select"

@@ -10,6 +10,7 @@ from shopfusion.cli.evaluate import register as register_evaluate
 from shopfusion.cli.ingest import register as register_ingest
 from shopfusion.cli.report import register as register_report
 from shopfusion.cli.sample import register as register_sample
+from shopfusion.cli.search import register as register_search
 from shopfusion.cli.serve import register as register_serve
 from shopfusion.cli.train import register as register_train
 
@@ -25,6 +26,7 @@ for _register in (
     register_ingest,
     register_train,
     register_evaluate,
+    register_search,
     register_report,
     register_serve,
     register_bench,

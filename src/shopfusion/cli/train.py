@@ -15,6 +15,7 @@ from shopfusion.data.layouts import load_dataset
 from shopfusion.errors import ShopfusionError
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval.base import TrainData
+from shopfusion.search.engine import SearchEngine
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +28,7 @@ def train(
     config: Annotated[
         Path | None, typer.Option(help="pipeline config (YAML); default: the packaged one")
     ] = None,
+    search: Annotated[bool, typer.Option(help="also build the search index into OUT/search")] = True,
 ) -> None:
     """Train every source and the fusion on all events, and save the artifact the service loads."""
     console = Console(stderr=True)
@@ -37,11 +39,15 @@ def train(
         started = time.perf_counter()
         model = FusionRetriever(pipeline.model_dump()).fit(TrainData(histories, dataset.catalog))
         path = save_artifact(out, model, pipeline, dataset, histories)
+        if search:
+            engine = SearchEngine().fit(dataset.catalog, histories, dataset.search_clicks)
+            engine.save(path / "search")
     except ShopfusionError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(
         f"trained {', '.join(s.name for s in pipeline.sources)} + {model.fit_summary()['fusion']} fusion on "
-        f"{dataset.n_users} users / {dataset.n_items} items in {time.perf_counter() - started:.1f} s; "
+        f"{dataset.n_users} users / {dataset.n_items} items{' and the search index' if search else ''} in "
+        f"{time.perf_counter() - started:.1f} s; "
         f"artifact: {path}"
     )

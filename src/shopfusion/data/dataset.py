@@ -56,6 +56,9 @@ class Dataset:
     catalog: pd.DataFrame
     interactions: Interactions
     metadata: dict[str, str] = field(default_factory=dict)
+    #: Searches that led to an item (click, cart or purchase): ``(query, item index)``, oldest first.
+    #: Search learns query intent and ranking from them; empty for logs without queries.
+    search_clicks: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def item_map(self) -> IdMap:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from shopfusion.data.dataset import CATALOG_COLUMNS, Dataset, empty_catalog
@@ -413,7 +414,17 @@ def dataset_from_frames(
     )
     frame = _dataset_catalog(catalog, list(extra_ids))
     meta = {**(metadata or {}), "n_events_without_item": str(len(events) - len(with_item))}
-    return Dataset(name, frame, interactions, meta)
+    return Dataset(name, frame, interactions, meta, _search_clicks(with_item, item_idx))
+
+
+def _search_clicks(with_item: pd.DataFrame, item_idx: npt.NDArray[np.int64]) -> list[tuple[str, int]]:
+    """(query, item index) of the events that followed a search and show interest (not mere views)."""
+    if "query" not in with_item:
+        return []
+    queries = with_item["query"].fillna("").astype(str).to_numpy()
+    wanted = {EventType.CLICK.value, EventType.ADD_TO_CART.value, EventType.PURCHASE.value}
+    keep = (queries != "") & with_item["type"].isin(wanted).to_numpy()
+    return [(str(q), int(i)) for q, i in zip(queries[keep], np.asarray(item_idx)[keep], strict=True)]
 
 
 def _dataset_catalog(catalog: pd.DataFrame, extra_ids: list[str]) -> pd.DataFrame:

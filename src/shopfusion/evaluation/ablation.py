@@ -24,12 +24,22 @@ from shopfusion.retrieval.base import TrainData
 FUSION_METHODS = ("select", "lambdamart", "weighted", "attention")
 
 
-def ablation_variants(config: PipelineConfig) -> dict[str, PipelineConfig]:
+def ablation_variants(config: PipelineConfig, chosen: str | None = None) -> dict[str, PipelineConfig]:
+    """The whole pipeline, the pipeline minus each source, and each other fusion method.
+
+    ``chosen``: the method a ``select`` fusion picked for the whole pipeline. The minus-one-source
+    variants then keep that method fixed, so they measure the source, not a re-run of the choice
+    (and cost one cheap fit each instead of fitting every candidate method again)."""
     variants = {f"fusion ({config.fusion.method}, all sources)": config}
+    for_sources = config
+    if chosen is not None and chosen != config.fusion.method:
+        params = dict(config.fusion.params.get("params", {}).get(chosen, {}))
+        fusion = config.fusion.model_copy(update={"method": chosen, "params": params})
+        for_sources = config.model_copy(update={"fusion": fusion})
     if len(config.sources) > 1:
         for source in config.sources:
             kept = [s for s in config.sources if s.name != source.name]
-            variants[f"fusion minus {source.name}"] = config.model_copy(update={"sources": kept})
+            variants[f"fusion minus {source.name}"] = for_sources.model_copy(update={"sources": kept})
     for method in FUSION_METHODS:
         if method != config.fusion.method:
             fusion = config.fusion.model_copy(update={"method": method, "params": {}})
@@ -62,7 +72,12 @@ def run_ablation(
     }
     fit_seconds = time.perf_counter() - started
     rows: dict[str, Any] = {}
-    for label, variant in ablation_variants(config).items():
+    whole_label = f"fusion ({config.fusion.method}, all sources)"
+    chosen: str | None = None
+    pending = {whole_label: config}
+    while pending:
+        label, variant = next(iter(pending.items()))
+        del pending[label]
         t0 = time.perf_counter()
         model = FusionRetriever(variant.model_dump())
         model.learn_fusion(held_out_sources, holdout, train)
@@ -77,8 +92,12 @@ def run_ablation(
         rows[label] = {
             **result.metrics,
             "ci95": {k: [round(lo, 6), round(hi, 6)] for k, (lo, hi) in result.ci95.items()},
+            "learned": model.fit_summary(),
             "fusion_and_eval_seconds": round(time.perf_counter() - t0, 1),
         }
+        if label == whole_label:
+            chosen = str(model.fit_summary()["fusion"])
+            pending = {k: v for k, v in ablation_variants(config, chosen).items() if k != whole_label}
     return {
         "dataset": dataset.name,
         "protocol": protocol,
@@ -86,5 +105,6 @@ def run_ablation(
         "n_users_evaluated": len(test.requests),
         "sources": [s.name for s in config.sources],
         "shared_source_fit_seconds": round(fit_seconds, 1),
+        "minus_source_fusion": chosen,
         "results": rows,
     }

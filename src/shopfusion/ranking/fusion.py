@@ -54,16 +54,21 @@ class FusionInput:
         raw = np.column_stack([self.column(f"{s}_score") for s in self.sources]).astype(np.float64)
         gid = group_ids(self.group_ptr)
         counts = np.maximum(np.diff(self.group_ptr), 1)[:, None]
-        sums = np.zeros((len(self.group_ptr) - 1, raw.shape[1]))
-        np.add.at(sums, gid, raw)
-        mean = sums / counts
-        sq = np.zeros_like(sums)
-        np.add.at(sq, gid, (raw - mean[gid]) ** 2)
-        std = np.sqrt(sq / counts)
-        return ((raw - mean[gid]) / np.maximum(std[gid], 1e-9)).astype(np.float32)
+        mean = _group_sums(raw, self.group_ptr) / counts
+        centred = raw - mean[gid]
+        std = np.sqrt(_group_sums(centred**2, self.group_ptr) / counts)
+        return (centred / np.maximum(std[gid], 1e-9)).astype(np.float32)
 
     def take(self, rows: IntArray, group_ptr: IntArray) -> FusionInput:
         return FusionInput(self.features[rows], self.feature_names, self.sources, group_ptr)
+
+
+def _group_sums(values: npt.NDArray[np.float64], group_ptr: IntArray) -> npt.NDArray[np.float64]:
+    """Column sums per group of contiguous rows (prefix sums: far faster than ``np.add.at``)."""
+    prefix = np.zeros((len(values) + 1, values.shape[1]))
+    np.cumsum(values, axis=0, out=prefix[1:])
+    sums: npt.NDArray[np.float64] = prefix[group_ptr[1:]] - prefix[group_ptr[:-1]]
+    return sums
 
 
 class Fusion(ABC):

@@ -63,6 +63,7 @@ class ALSRetriever(Retriever):
                 "ALS produced non-finite item factors: raise `regularization` or lower `alpha`"
             )
         self.item_factors_ = factors
+        self.__dict__.pop("_gram", None)  # a refit invalidates the cached YᵀY
 
     def user_factors(self, requests: Histories) -> FloatArray:
         """Least-squares user vectors for each request's history (zeros for an empty history).
@@ -72,9 +73,10 @@ class ALSRetriever(Retriever):
         catalog, which keeps a single recommendation fast.
         """
         user_items = requests.to_csr(recency_half_life=self.recency_half_life)
-        factors = self.item_factors_.astype(np.float64)
+        factors = self.item_factors_
         if not hasattr(self, "_gram"):
-            self._gram = factors.T @ factors + self.regularization * np.eye(factors.shape[1])
+            full = factors.astype(np.float64)
+            self._gram = full.T @ full + self.regularization * np.eye(factors.shape[1])
         out = np.zeros((len(requests), factors.shape[1]), dtype=np.float32)
         for row in range(len(requests)):
             start, end = user_items.indptr[row], user_items.indptr[row + 1]
@@ -82,7 +84,7 @@ class ALSRetriever(Retriever):
                 continue
             items = user_items.indices[start:end]
             confidence = self.alpha * user_items.data[start:end].astype(np.float64)
-            y = factors[items]
+            y = factors[items].astype(np.float64)  # only the history's rows: no catalog-wide copy
             system = self._gram + (y.T * (confidence - 1.0)) @ y
             out[row] = np.linalg.solve(system, y.T @ confidence)
         return out
@@ -95,3 +97,4 @@ class ALSRetriever(Retriever):
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
         self.item_factors_ = arrays["item_factors"]
+        self.__dict__.pop("_gram", None)

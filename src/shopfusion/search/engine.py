@@ -1,0 +1,715 @@
+"""The search engine: query understanding, lexical + dense retrieval, a learned ranker, filters,
+facets and personalisation, behind the :class:`~shopfusion.search.api.Searcher` contract.
+
+For one query the engine computes every signal for *every* item (BM25 per field, typo-tolerant
+character n-gram BM25, dense cosine per encoder, P(category | query), the popularity prior P(a|S),
+the user's affinity from their history), takes the union of each source's top items as candidates
+and ranks them with a LightGBM LambdaMART ranker over those signals — the seed's
+``P(a|q,S) ∝ P(a|S)·P(q|a,S)`` with the product learned instead of fixed. Items outside the
+candidates rank below every candidate.
+
+The ranker learns from queries derived from the shop itself (see :mod:`shopfusion.search.training`)
+and from past searches that ended in a click, with each user's last item held out as the target of
+personal queries: behavioural signals for training are computed without that item, then refitted
+on everything for serving.
+
+Artifact (``save``/``load``, no pickle)::
+
+    manifest.json   format, config, feature names, catalog size, training summary
+    lexical/        one bm25s index per field (npy + json)
+    dense.npz       item vectors per encoder
+    intent.npz      naive-Bayes counts of the category intent
+    behaviour.npz   popularity and item-to-item similarity (sparse)
+    catalog.npz     facet and filter columns
+    spelling.json   catalog vocabulary and word frequencies
+    ranker.txt      LightGBM model text
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+import scipy.sparse as sp
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shopfusion import __version__
+from shopfusion.data.interactions import Histories
+from shopfusion.encoders.cache import EmbeddingCache
+from shopfusion.encoders.text import item_texts, needs_multilingual
+from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.ranking.fusion import FusionInput, LambdaMARTFusion
+from shopfusion.ranking.groups import subsample_groups
+from shopfusion.retrieval.base import TrainData, sparse_from_arrays, sparse_to_arrays
+from shopfusion.retrieval.item2item import ItemToItemRetriever
+from shopfusion.search.api import FacetValue, SearchFilters, SearchResult
+from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
+from shopfusion.search.intent import CategoryIntent
+from shopfusion.search.query import SpellCorrector, tokenize, word_bigrams
+from shopfusion.search.training import (
+    TrainingQuery,
+    category_queries,
+    known_item_queries,
+    personal_queries,
+)
+
+logger = logging.getLogger(__name__)
+
+FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
+FORMAT = 1
+QUERIES_PER_ITEM = 3
+_EMPTY = np.zeros(0, dtype=np.int64)
+
+#: Signal groups; every feature name starts with one of them (explanations sum per group).
+SIGNALS = ("lexical", "dense", "intent", "prior", "personal", "item")
+
+
+class SearchConfig(BaseModel):
+    """How the engine is built. Every key is optional; unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    encoders: tuple[str, ...] | None = Field(
+        default=None,
+        description="dense encoders; default: use-multilingual, plus minilm for English catalogs",
+    )
+    field_weights: dict[str, float] = Field(
+        default_factory=lambda: {"title": 1.0, "brand": 0.7, "category": 0.5, "description": 0.3},
+        description="weights of the BM25 fields in the `bm25` baseline score and its candidates",
+    )
+    lexical_candidates: int = Field(default=200, ge=1)
+    ngram_candidates: int = Field(default=100, ge=0)
+    dense_candidates: int = Field(default=100, ge=0, description="per encoder")
+    personal_candidates: int = Field(default=100, ge=0)
+    known_item_queries: int = Field(default=5000, ge=0)
+    category_queries: int = Field(default=1000, ge=0)
+    personal_queries: int = Field(default=4000, ge=0)
+    max_negatives: int = Field(default=60, ge=1, description="negatives per training query")
+    recency_half_life: float = Field(default=2.0, gt=0)
+    ranker: dict[str, Any] = Field(
+        default_factory=lambda: {"n_estimators": 400, "learning_rate": 0.05, "min_child_samples": 50}
+    )
+    seed: int = 0
+
+
+def parse_search_config(raw: dict[str, Any] | None) -> SearchConfig:
+    try:
+        return SearchConfig.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"search config: {problems}") from None
+
+
+def load_search_config(path: Path) -> SearchConfig:
+    """A YAML file of :class:`SearchConfig` keys; errors name the file and the key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: search config not found") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of SearchConfig keys")
+    try:
+        return parse_search_config(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+@dataclass
+class _Catalog:
+    """The columns filters and facets need, one entry per item."""
+
+    category: list[str]
+    brand: list[str]
+    price: npt.NDArray[np.float64]
+    stock: npt.NDArray[np.float64]  # NaN: unknown
+
+    @classmethod
+    def from_frame(cls, catalog: pd.DataFrame) -> _Catalog:
+        n = len(catalog)
+
+        def strings(name: str) -> list[str]:
+            if name not in catalog:
+                return [""] * n
+            return ["" if pd.isna(v) else str(v) for v in catalog[name]]
+
+        def numbers(name: str) -> npt.NDArray[np.float64]:
+            if name not in catalog:
+                return np.full(n, np.nan)
+            return pd.to_numeric(catalog[name], errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+        return cls(strings("category"), strings("brand"), numbers("price"), numbers("stock"))
+
+    def mask(self, filters: SearchFilters) -> npt.NDArray[np.bool_]:
+        """Items that pass ``filters``. A category filter matches the path or any prefix of it;
+        unknown prices fail a price filter, unknown stock passes the in-stock filter."""
+        keep = np.ones(len(self.price), dtype=bool)
+        if filters.categories:
+            wanted = [c.casefold() for c in filters.categories]
+            keep &= np.array(
+                [
+                    any(c == w or c.startswith(w + " > ") for w in wanted)
+                    for c in map(str.casefold, self.category)
+                ]
+            )
+        if filters.brands:
+            brands = {b.casefold() for b in filters.brands}
+            keep &= np.array([b.casefold() in brands for b in self.brand])
+        if filters.min_price is not None:
+            keep &= self.price >= filters.min_price
+        if filters.max_price is not None:
+            keep &= self.price <= filters.max_price
+        if filters.in_stock_only:
+            keep &= ~(self.stock <= 0)
+        return keep
+
+    def facets(self, items: IntArray, limit: int = 20) -> dict[str, list[FacetValue]]:
+        out: dict[str, list[FacetValue]] = {}
+        for name, values in (("category", self.category), ("brand", self.brand)):
+            counts = pd.Series([values[i] for i in items], dtype=object)
+            counts = counts[counts != ""].value_counts(sort=True)
+            if len(counts):
+                ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
+                out[name] = [FacetValue(str(v), int(c)) for v, c in ordered]
+        return out
+
+    def arrays(self) -> dict[str, npt.NDArray[Any]]:
+        return {
+            "category": np.asarray(self.category, dtype=str),
+            "brand": np.asarray(self.brand, dtype=str),
+            "price": self.price,
+            "stock": self.stock,
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: Any) -> _Catalog:
+        return cls(
+            [str(x) for x in arrays["category"]],
+            [str(x) for x in arrays["brand"]],
+            np.asarray(arrays["price"], dtype=np.float64),
+            np.asarray(arrays["stock"], dtype=np.float64),
+        )
+
+
+@dataclass
+class _Behaviour:
+    """P(a|S): popularity, and the user's affinity through item-to-item co-occurrence."""
+
+    popularity: FloatArray
+    similarity: sp.csr_matrix
+
+    @classmethod
+    def fit(cls, histories: Histories, n_items: int) -> _Behaviour:
+        if len(histories.items) == 0:
+            return cls(
+                np.zeros(n_items, dtype=np.float32), sp.csr_matrix((n_items, n_items), dtype=np.float32)
+            )
+        counts = np.asarray(histories.to_csr().sum(axis=0)).ravel()
+        i2i = ItemToItemRetriever().fit(TrainData(histories, None))
+        return cls(np.log1p(counts).astype(np.float32), i2i.similarity_)
+
+    def affinity(self, history: IntArray, half_life: float) -> FloatArray:
+        if not len(history):
+            return np.zeros(len(self.popularity), dtype=np.float32)
+        weights = np.power(0.5, np.arange(len(history))[::-1] / half_life).astype(np.float32)
+        row = sp.csr_matrix(
+            (weights, (np.zeros(len(history), dtype=np.int64), history)), shape=(1, len(self.popularity))
+        )
+        return np.asarray((row @ self.similarity).toarray(), dtype=np.float32).ravel()
+
+
+@dataclass
+class Signals:
+    """Every signal of one query for every item, and the query's own facts."""
+
+    tokens: list[str]
+    corrected: list[str]
+    fields: dict[str, FloatArray]
+    coverage: FloatArray
+    dense: dict[str, FloatArray]
+    intent: FloatArray
+    popularity: FloatArray
+    affinity: FloatArray
+    last_affinity: FloatArray
+    #: The history's mean item vector (last encoder) and label shares; empty without history.
+    profile: FloatArray
+    history_labels: FloatArray
+    history: IntArray = field(default_factory=lambda: _EMPTY)
+
+    def lexical(self, weights: dict[str, float]) -> FloatArray:
+        total = np.zeros_like(self.coverage)
+        for name, values in self.fields.items():
+            total += weights.get(name, 0.0) * values
+        return total
+
+
+def _rank(values: FloatArray, rows: IntArray) -> FloatArray:
+    """1-based rank of each of ``rows`` among all items by ``values`` (ties share the best rank)."""
+    order = np.sort(values)[::-1]
+    return (np.searchsorted(-order, -values[rows], side="left") + 1).astype(np.float32)
+
+
+class SearchEngine:
+    """``SearchEngine(config).fit(catalog, histories) -> self``; then :meth:`search`."""
+
+    def __init__(self, config: SearchConfig | None = None, cache: EmbeddingCache | None = None) -> None:
+        self.config = config or SearchConfig()
+        # Item embeddings go through the on-disk cache: rebuilding on the same catalog re-encodes nothing.
+        self.cache = cache if cache is not None else EmbeddingCache()
+
+    # ------------------------------------------------------------------ building
+
+    def fit(
+        self,
+        catalog: pd.DataFrame,
+        histories: Histories | None = None,
+        events: Sequence[tuple[str, int]] = (),
+    ) -> SearchEngine:
+        """Index ``catalog`` (row ``i`` = item ``i``), learn the intent model and the ranker.
+
+        ``histories``: each user's items in time order (behavioural signals and personal training
+        queries); ``events``: (query, clicked item) of past searches.
+        """
+        started = time.perf_counter()
+        cfg = self.config
+        rng = np.random.default_rng(cfg.seed)
+        n_items = len(catalog)
+        histories = histories if histories is not None else Histories.from_lists([], n_items)
+        texts = field_texts(catalog)
+        self.n_items_ = n_items
+        self.catalog_ = _Catalog.from_frame(catalog)
+        self.lexical_ = LexicalIndex().fit(texts)
+        tokens = [
+            tokenize(" ".join(t)) for t in zip(texts["title"], texts["brand"], texts["category"], strict=True)
+        ]
+        self.speller_ = SpellCorrector().fit(tokens)
+        labels = [
+            _labels(c, a)
+            for c, a in zip(self.catalog_.category, catalog.get("attributes", [""] * n_items), strict=True)
+        ]
+        event_tokens = [(tokenize(q), i) for q, i in events]
+        self.intent_ = CategoryIntent().fit(tokens, labels, event_tokens)
+        all_text = item_texts(catalog)
+        encoders = cfg.encoders or (
+            ("use-multilingual",) if needs_multilingual(catalog, all_text) else ("use-multilingual", "minilm")
+        )
+        self.dense_ = DenseIndex.build(encoders, all_text, self.cache)
+        self.feature_names_ = self._feature_names()
+        # The ranker learns with behavioural signals that have not seen the held-out targets.
+        self.behaviour_ = _Behaviour.fit(histories.drop_last(1), n_items)
+        queries = self._training_queries(catalog, histories, events, rng)
+        self.ranker_: LambdaMARTFusion | None = None
+        self.ranker_, self.training_ = self._fit_ranker(queries, rng)
+        self.behaviour_ = _Behaviour.fit(histories, n_items)
+        self.training_["fit_seconds"] = round(time.perf_counter() - started, 1)
+        return self
+
+    def _training_queries(
+        self,
+        catalog: pd.DataFrame,
+        histories: Histories,
+        events: Sequence[tuple[str, int]],
+        rng: np.random.Generator,
+    ) -> list[TrainingQuery]:
+        cfg = self.config
+        titles = [t or "" for t in field_texts(catalog)["title"]]
+        names = [
+            _category_names(c, a)
+            for c, a in zip(
+                self.catalog_.category, catalog.get("attributes", [""] * len(titles)), strict=True
+            )
+        ]
+        # Small catalogs need few queries to cover them: at most `QUERIES_PER_ITEM` per item and kind.
+        cap = QUERIES_PER_ITEM * len(titles)
+        queries = known_item_queries(titles, min(cfg.known_item_queries, cap), rng)
+        queries += category_queries(names, min(cfg.category_queries, cap), rng)
+        queries += personal_queries(titles, histories, min(cfg.personal_queries, cap), rng)
+        queries += [TrainingQuery(q, np.array([i], dtype=np.int64), kind="event") for q, i in events]
+        return queries
+
+    def _fit_ranker(
+        self, queries: list[TrainingQuery], rng: np.random.Generator
+    ) -> tuple[LambdaMARTFusion | None, dict[str, Any]]:
+        cfg = self.config
+        vectors = self.dense_.encode_queries([q.query for q in queries]) if queries else {}
+        blocks: list[FloatArray] = []
+        labels: list[npt.NDArray[np.bool_]] = []
+        priorities: list[FloatArray] = []
+        sizes: list[int] = []
+        for i, q in enumerate(queries):
+            signals = self.signals(q.query, q.history, {n: v[i] for n, v in vectors.items()})
+            candidates = self._candidates(signals, np.ones(self.n_items_, dtype=bool))
+            blocks.append(self._features(signals, candidates))
+            labels.append(np.isin(candidates, q.positives))
+            priorities.append(-signals.lexical(cfg.field_weights)[candidates])
+            sizes.append(len(candidates))
+        summary: dict[str, Any] = {"queries": len(queries)}
+        for kind in sorted({q.kind for q in queries}):
+            summary[f"queries_{kind}"] = sum(q.kind == kind for q in queries)
+        if not queries:
+            return None, summary
+        ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        all_labels = np.concatenate(labels)
+        summary["candidate_recall"] = round(float(np.mean([lab.any() for lab in labels])), 4)
+        rows, group_ptr = subsample_groups(
+            all_labels, ptr, np.concatenate(priorities), cfg.max_negatives, rng
+        )
+        if len(group_ptr) < 20:
+            logger.warning(
+                "only %d training queries reach their target; ranking by a fixed blend", len(group_ptr) - 1
+            )
+            return None, summary
+        data = FusionInput(np.concatenate(blocks)[rows], self.feature_names_, SIGNALS, group_ptr)
+        ranker = LambdaMARTFusion(**cfg.ranker).fit(data, all_labels[rows], rng)
+        summary["ranker_iterations"] = ranker.best_iteration_
+        summary["training_rows"] = len(rows)
+        return ranker, summary
+
+    # ------------------------------------------------------------------ signals and features
+
+    def _feature_names(self) -> tuple[str, ...]:
+        lexical = [f"lexical_{f}" for f in self.lexical_.fields]
+        dense = [f"dense_{e}" for e in self.dense_.encoders] + [
+            f"dense_{e}_rank" for e in self.dense_.encoders
+        ]
+        return (
+            *lexical,
+            "lexical_total_rank",
+            "lexical_coverage",
+            "lexical_query_tokens",
+            "lexical_corrected",
+            *dense,
+            "intent_match",
+            "prior_popularity",
+            "personal_i2i",
+            "personal_i2i_rank",
+            "personal_last_i2i",
+            "personal_content",
+            "personal_labels",
+            "personal_history_length",
+            "item_price",
+            "item_in_stock",
+        )
+
+    def signals(
+        self, query: str, history: IntArray | None = None, query_vectors: dict[str, FloatArray] | None = None
+    ) -> Signals:
+        """Every signal for every item (the same code for training, serving and the benchmark)."""
+        self._check_fitted()
+        history = _EMPTY if history is None else np.asarray(history, dtype=np.int64)
+        tokens = tokenize(query)
+        corrected = self.speller_.correct(tokens)
+        words = list(dict.fromkeys(corrected + tokens))
+        per_token = self.lexical_.token_scores("title", corrected)
+        fields = {"title": per_token.sum(axis=0)}
+        for name in self.lexical_.fields:
+            if name == "ngram":
+                fields[name] = self.lexical_.ngram_scores(
+                    corrected + [t for t in tokens if t not in corrected]
+                )
+            elif name == "bigram":
+                fields[name] = self.lexical_.token_scores(name, word_bigrams(corrected)).sum(axis=0)
+            elif name != "title":
+                fields[name] = self.lexical_.token_scores(name, words).sum(axis=0)
+        coverage = (
+            (per_token > 0).mean(axis=0) if len(corrected) else np.zeros(self.n_items_, dtype=np.float32)
+        )
+        vectors = query_vectors if query_vectors is not None else self.dense_.encode_query(query)
+        dense = self.dense_.similarities(vectors)
+        intent = self.intent_.item_match(self.intent_.predict(words))
+        affinity = self.behaviour_.affinity(history, self.config.recency_half_life)
+        if len(history):
+            weights = np.power(0.5, np.arange(len(history))[::-1] / self.config.recency_half_life)
+            vectors_of = self.dense_.vectors[self.dense_.encoders[-1]]
+            profile = (weights[:, None] * vectors_of[history]).sum(axis=0)
+            profile = (profile / max(float(np.linalg.norm(profile)), 1e-9)).astype(np.float32)
+            labels = np.asarray(self.intent_.item_labels_[history].sum(axis=0), dtype=np.float32).ravel()
+            labels /= len(history)
+            last = self.behaviour_.affinity(history[-1:], self.config.recency_half_life)
+        else:
+            profile = np.zeros(0, dtype=np.float32)
+            labels = np.zeros(0, dtype=np.float32)
+            last = np.zeros(self.n_items_, dtype=np.float32)
+        return Signals(
+            tokens,
+            corrected,
+            fields,
+            coverage.astype(np.float32),
+            dense,
+            intent,
+            self.behaviour_.popularity,
+            affinity,
+            last,
+            profile,
+            labels,
+            history,
+        )
+
+    def _candidates(self, s: Signals, allowed: npt.NDArray[np.bool_]) -> IntArray:
+        cfg = self.config
+        lexical = s.lexical(cfg.field_weights)
+        pools = [_top(lexical, cfg.lexical_candidates, allowed & (lexical > 0))]
+        if "ngram" in s.fields:
+            pools.append(_top(s.fields["ngram"], cfg.ngram_candidates, allowed))
+        for values in s.dense.values():
+            pools.append(_top(values, cfg.dense_candidates, allowed))
+        if len(s.history):
+            plausible = allowed & (lexical > 0)
+            pools.append(_top(s.affinity, cfg.personal_candidates, plausible & (s.affinity > 0)))
+        candidates = np.unique(np.concatenate(pools))
+        if len(s.history):
+            candidates = candidates[~np.isin(candidates, s.history)]
+        return candidates
+
+    def _features(self, s: Signals, rows: IntArray) -> FloatArray:
+        lexical = s.lexical(self.config.field_weights)
+        columns: list[FloatArray | float] = [s.fields[f][rows] for f in self.lexical_.fields]
+        columns += [
+            _rank(lexical, rows),
+            s.coverage[rows],
+            float(len(s.corrected)),
+            float(s.corrected != s.tokens),
+        ]
+        columns += [s.dense[e][rows] for e in self.dense_.encoders]
+        columns += [_rank(s.dense[e], rows) for e in self.dense_.encoders]
+        columns += [
+            s.intent[rows],
+            s.popularity[rows],
+            s.affinity[rows],
+            _rank(s.affinity, rows) if len(s.history) else float(self.n_items_),
+            s.last_affinity[rows],
+            self._content(s, rows),
+            np.asarray(self.intent_.item_labels_[rows] @ s.history_labels).ravel() if len(s.history) else 0.0,
+            float(len(s.history)),
+            self.catalog_.price[rows].astype(np.float32),
+            np.where(np.isnan(self.catalog_.stock[rows]), np.nan, self.catalog_.stock[rows] > 0).astype(
+                np.float32
+            ),
+        ]
+        out = np.empty((len(rows), len(columns)), dtype=np.float32)
+        for j, column in enumerate(columns):
+            out[:, j] = column
+        return out
+
+    def _content(self, s: Signals, rows: IntArray) -> FloatArray | float:
+        """Cosine of each candidate with the history's profile (last encoder): affinity by meaning."""
+        if not len(s.history):
+            return 0.0
+        similarity: FloatArray = self.dense_.vectors[self.dense_.encoders[-1]][rows] @ s.profile
+        return similarity
+
+    # ------------------------------------------------------------------ searching
+
+    def score_all(
+        self,
+        query: str,
+        history: IntArray | None = None,
+        filters: SearchFilters | None = None,
+        signals: Signals | None = None,
+    ) -> tuple[FloatArray, IntArray, Signals]:
+        """A score for every item (candidates by the ranker, the rest below them, filtered-out
+        items ``-inf``), the candidates, and the signals."""
+        s = signals if signals is not None else self.signals(query, history)
+        allowed = self.catalog_.mask(filters) if filters is not None else np.ones(self.n_items_, dtype=bool)
+        candidates = self._candidates(s, allowed)
+        scores = np.full(self.n_items_, -np.inf, dtype=np.float32)
+        if not len(candidates):
+            return scores, candidates, s
+        fused = self._rank_candidates(s, candidates)
+        scores[allowed] = float(fused.min()) - 1.0
+        scores[candidates] = fused
+        return scores, candidates, s
+
+    def _rank_candidates(self, s: Signals, candidates: IntArray) -> FloatArray:
+        features = self._features(s, candidates)
+        if self.ranker_ is None:
+            return _fallback(
+                FusionInput(features, self.feature_names_, SIGNALS, np.array([0, len(candidates)]))
+            )
+        return self.ranker_.predict(
+            FusionInput(features, self.feature_names_, SIGNALS, np.array([0, len(candidates)]))
+        )
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        history: IntArray | None = None,
+        filters: SearchFilters | None = None,
+        exclude_history: bool = False,
+    ) -> SearchResult:
+        if k < 1:
+            raise ConfigError(f"k must be at least 1, got {k}")
+        scores, candidates, s = self.score_all(query, history, filters)
+        if exclude_history and len(s.history):
+            scores[s.history] = -np.inf
+        matches = candidates[np.isfinite(scores[candidates])]
+        top = matches[np.lexsort((matches, -scores[matches]))][:k]
+        return SearchResult(
+            items=top.astype(np.int64),
+            scores=scores[top].astype(np.float32),
+            facets=self.catalog_.facets(matches),
+            explanations=self._explain(s, top),
+            corrected_query=" ".join(s.corrected) if s.corrected != s.tokens else None,
+        )
+
+    def _explain(self, s: Signals, top: IntArray) -> list[dict[str, float]]:
+        if not len(top):
+            return []
+        data = FusionInput(self._features(s, top), self.feature_names_, SIGNALS, np.array([0, len(top)]))
+        shares = self.ranker_.contributions(data) if self.ranker_ is not None else _fallback_parts(data)
+        return [{name: round(float(v), 4) for name, v in zip(SIGNALS, row, strict=True)} for row in shares]
+
+    def category_intent(self, query: str, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` likeliest categories of ``query`` with their probabilities."""
+        self._check_fitted()
+        p = self.intent_.predict(self.speller_.correct(tokenize(query)))
+        best = np.argsort(-p, kind="stable")[:n]
+        return [(self.intent_.labels_[i], float(p[i])) for i in best]
+
+    # ------------------------------------------------------------------ persistence
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "ranker_"):
+            raise NotFittedError("the search engine is not built: call fit() or SearchEngine.load()")
+
+    def save(self, path: Path) -> Path:
+        self._check_fitted()
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "lexical").mkdir(exist_ok=True)
+        self.lexical_.save(path / "lexical")
+        self.dense_.save(path)
+        _savez(path / "intent.npz", self.intent_.arrays())
+        similarity = {f"sim_{k}": v for k, v in sparse_to_arrays(self.behaviour_.similarity).items()}
+        _savez(path / "behaviour.npz", {"popularity": self.behaviour_.popularity, **similarity})
+        _savez(path / "catalog.npz", self.catalog_.arrays())
+        (path / "spelling.json").write_text(json.dumps(self.speller_.to_json(), ensure_ascii=False))
+        if self.ranker_ is not None:
+            (path / "ranker.txt").write_text(self.ranker_.model_text_)
+        manifest = {
+            "format": FORMAT,
+            "kind": "search",
+            "shopfusion_version": __version__,
+            "config": self.config.model_dump(mode="json"),
+            "n_items": self.n_items_,
+            "feature_names": list(self.feature_names_),
+            "training": self.training_,
+        }
+        (path / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False))
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> SearchEngine:
+        manifest_file = path / "manifest.json"
+        if not manifest_file.is_file():
+            raise ArtifactError(
+                f"{path} holds no search index (no manifest.json); build it with `shopfusion train`"
+            )
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("kind") != "search" or manifest.get("format") != FORMAT:
+            raise ArtifactError(
+                f"{path} is a {manifest.get('kind')!r} artifact of format {manifest.get('format')!r}; "
+                f"this version reads search format {FORMAT}: rebuild it with `shopfusion train`"
+            )
+        engine = cls(parse_search_config(manifest["config"]))
+        try:
+            engine.n_items_ = int(manifest["n_items"])
+            engine.feature_names_ = tuple(manifest["feature_names"])
+            engine.training_ = dict(manifest.get("training", {}))
+            engine.lexical_ = LexicalIndex.load(path / "lexical")
+            engine.dense_ = DenseIndex.load(path)
+            with np.load(path / "intent.npz", allow_pickle=False) as data:
+                engine.intent_ = CategoryIntent.from_arrays(dict(data))
+            with np.load(path / "behaviour.npz", allow_pickle=False) as data:
+                sim = {k[4:]: data[k] for k in data.files if k.startswith("sim_")}
+                engine.behaviour_ = _Behaviour(np.asarray(data["popularity"]), sparse_from_arrays(sim))
+            with np.load(path / "catalog.npz", allow_pickle=False) as data:
+                engine.catalog_ = _Catalog.from_arrays(data)
+            engine.speller_ = SpellCorrector.from_json(json.loads((path / "spelling.json").read_text()))
+        except (OSError, KeyError, ValueError) as exc:
+            raise ArtifactError(
+                f"{path}: search index unreadable ({exc}); rebuild it with `shopfusion train`"
+            ) from None
+        engine.ranker_ = None
+        if (path / "ranker.txt").is_file():
+            ranker = LambdaMARTFusion()
+            ranker.restore({"model_text": np.array((path / "ranker.txt").read_text())})
+            engine.ranker_ = ranker
+        return engine
+
+
+def _top(values: FloatArray, n: int, allowed: npt.NDArray[np.bool_]) -> IntArray:
+    pool = np.flatnonzero(allowed)
+    if n <= 0 or not len(pool):
+        return _EMPTY
+    if len(pool) <= n:
+        return pool.astype(np.int64)
+    best = np.argpartition(-values[pool], n - 1)[:n]
+    return pool[best].astype(np.int64)
+
+
+_FALLBACK = {"lexical": 1.0, "dense": 1.0, "intent": 0.5, "prior": 0.1, "personal": 0.5, "item": 0.0}
+
+
+def _fallback_parts(data: FusionInput) -> FloatArray:
+    """Without a ranker (too little data to learn one): each signal group's main feature,
+    standardised over the candidates and weighted by a fixed prior."""
+    main = {
+        "lexical": [
+            n
+            for n in data.feature_names
+            if n.startswith("lexical_") and n in ("lexical_title", "lexical_ngram")
+        ],
+        "dense": [n for n in data.feature_names if n.startswith("dense_") and not n.endswith("_rank")],
+        "intent": ["intent_match"],
+        "prior": ["prior_popularity"],
+        "personal": ["personal_i2i", "personal_content", "personal_labels"],
+        "item": [],
+    }
+    out = np.zeros((len(data.features), len(SIGNALS)), dtype=np.float32)
+    for j, signal in enumerate(SIGNALS):
+        for name in main[signal]:
+            column = np.nan_to_num(data.column(name))
+            spread = float(column.std())
+            if spread > 0:
+                out[:, j] += _FALLBACK[signal] * (column - column.mean()) / spread
+    return out
+
+
+def _fallback(data: FusionInput) -> FloatArray:
+    fused: FloatArray = _fallback_parts(data).sum(axis=1).astype(np.float32)
+    return fused
+
+
+def _savez(path: Path, arrays: dict[str, Any]) -> None:
+    np.savez(path, **arrays)
+
+
+def _labels(category: str, attributes: Any) -> list[str]:
+    """Intent labels of an item: its category path; without one, the catalog's attribute ids
+    (benchmark catalogs give only anonymous brand/category ids)."""
+    if category:
+        return [category]
+    ids = str(attributes_of(attributes).get("attribute_ids", "")).split()
+    return [f"attribute:{i}" for i in ids] or ["(none)"]
+
+
+def _category_names(category: str, attributes: Any) -> list[str]:
+    """What a shopper types for the item's category: the path's leaf and its translation."""
+    names = [category.split(" > ")[-1]] if category else []
+    translated = attributes_of(attributes).get("category_zh")
+    if isinstance(translated, str) and translated:
+        names.append(translated.split(" > ")[-1])
+    return names

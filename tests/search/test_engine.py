@@ -1,0 +1,110 @@
+"""The search engine on the bilingual sample shop: multilingual retrieval, typos, filters and
+facets, personalisation, explanations and the save/load round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from shopfusion.data.dataset import Dataset
+from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.search.api import Searcher, SearchFilters
+from shopfusion.search.engine import SIGNALS, SearchEngine
+
+TV = "Electronics > TV"
+
+
+def _titles(shop: Dataset, items: np.ndarray) -> list[str]:
+    return [str(shop.catalog.title[int(i)]) for i in items]
+
+
+def test_chinese_query_finds_chinese_and_english_tvs_before_anything_else(
+    engine: SearchEngine, sample_shop: Dataset
+) -> None:
+    n_tvs = int((sample_shop.catalog.category == TV).sum())
+    result = engine.search("电视", k=n_tvs)
+    categories = [sample_shop.catalog.category[int(i)] for i in result.items]
+    assert categories == [TV] * n_tvs, "every TV must come before any other product"
+    titles = " | ".join(_titles(sample_shop, result.items))
+    for name in ("三星电视", "索尼电视", "华为电视"):
+        assert name in titles
+    assert any("TV" in t for t in _titles(sample_shop, result.items)), "English TV titles are found too"
+    assert result.facets["category"][0].value == TV
+
+
+def test_english_query_finds_chinese_listings_too(engine: SearchEngine, sample_shop: Dataset) -> None:
+    n_tvs = int((sample_shop.catalog.category == TV).sum())
+    result = engine.search("tv", k=n_tvs)
+    titles = _titles(sample_shop, result.items)
+    assert all(sample_shop.catalog.category[int(i)] == TV for i in result.items)
+    assert any("电视" in t for t in titles) and any("TV" in t for t in titles)
+
+
+def test_a_typo_is_corrected_and_still_finds_the_product(engine: SearchEngine, sample_shop: Dataset) -> None:
+    result = engine.search("samsng phone", k=5)
+    assert result.corrected_query == "samsung phone"
+    assert "Samsung" in _titles(sample_shop, result.items[:1])[0]
+    assert engine.search("samsung phone", k=3).corrected_query is None
+
+
+def test_filters_hold_and_facets_count_the_matches(engine: SearchEngine, sample_shop: Dataset) -> None:
+    catalog = sample_shop.catalog
+    result = engine.search("tv", k=20, filters=SearchFilters(brands=("Samsung",), max_price=2000.0))
+    assert len(result.items)
+    assert all(catalog.brand[int(i)] == "Samsung" and catalog.price[int(i)] <= 2000 for i in result.items)
+    assert (
+        result.facets["brand"] == [result.facets["brand"][0]] and result.facets["brand"][0].value == "Samsung"
+    )
+    electronics = engine.search("smart", k=30, filters=SearchFilters(categories=("Electronics",)))
+    assert all(catalog.category[int(i)].startswith("Electronics > ") for i in electronics.items)
+    in_stock = engine.search("coffee", k=50, filters=SearchFilters(in_stock_only=True))
+    assert all(catalog.stock[int(i)] > 0 for i in in_stock.items)
+    everything = engine.search("coffee", k=400)
+    counts = {f.value: f.count for f in everything.facets["category"]}
+    assert sum(counts.values()) >= len(everything.items) and counts["Grocery > Coffee"] > 0
+    nothing = engine.search("tv", filters=SearchFilters(min_price=1e12))
+    assert len(nothing.items) == 0 and nothing.facets == {}
+
+
+def test_history_is_excluded_on_request_and_explanations_name_every_signal(
+    engine: SearchEngine, sample_shop: Dataset
+) -> None:
+    tvs = np.flatnonzero(sample_shop.catalog.category.to_numpy() == TV)[:3].astype(np.int64)
+    kept = engine.search("tv", k=60, history=tvs)
+    dropped = engine.search("tv", k=60, history=tvs, exclude_history=True)
+    assert not set(tvs) & set(dropped.items.tolist())
+    assert len(kept.items) == len(dropped.items)
+    assert len(dropped.explanations) == len(dropped.items)
+    assert set(dropped.explanations[0]) == set(SIGNALS)
+    assert np.all(np.diff(dropped.scores) <= 0)
+
+
+def test_the_engine_satisfies_the_searcher_contract(engine: SearchEngine) -> None:
+    searcher: Searcher = engine
+    result = searcher.search("lipstick", k=3)
+    assert result.items.dtype == np.int64 and result.scores.dtype == np.float32 and len(result.items) == 3
+    assert len(searcher.search("!!! ???", k=3).items) == 3  # nothing to match on: still an answer
+    with pytest.raises(ConfigError, match="k must be"):
+        engine.search("lipstick", k=0)
+    with pytest.raises(NotFittedError):
+        SearchEngine().search("tv")
+
+
+def test_save_and_load_give_identical_results(engine: SearchEngine, tmp_path: Path) -> None:
+    engine.save(tmp_path / "search")
+    loaded = SearchEngine.load(tmp_path / "search")
+    for query in ("电视", "red lipstik", "laptop"):
+        a, b = engine.search(query, k=10), loaded.search(query, k=10)
+        assert a.items.tolist() == b.items.tolist()
+        assert np.allclose(a.scores, b.scores)
+        assert a.facets == b.facets and a.corrected_query == b.corrected_query
+    assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pickle"))
+    with pytest.raises(ArtifactError, match="shopfusion train"):
+        SearchEngine.load(tmp_path / "missing")
+
+
+def test_category_intent_of_a_chinese_query(engine: SearchEngine) -> None:
+    best, p = engine.category_intent("电视")[0]
+    assert best == TV and p > 0.5

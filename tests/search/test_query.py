@@ -1,0 +1,52 @@
+"""Query understanding: normalisation, Chinese segmentation, typo tolerance."""
+
+from __future__ import annotations
+
+from shopfusion.search.query import SpellCorrector, char_ngrams, normalise, stem, tokenize, word_bigrams
+
+
+def test_normalise_folds_width_case_and_punctuation() -> None:
+    assert normalise('  ＳＡＭＳＵＮＧ  QLED-TV, 55"!  ') == "samsung qled-tv 55"
+    assert normalise("Crème &amp; Gel…") == "crème gel"
+    assert normalise("") == ""
+
+
+def test_chinese_is_segmented_into_words_and_mixed_text_kept() -> None:
+    assert tokenize("三星电视") == ["三星", "电视"]
+    assert tokenize("Samsung 电视 Lotions") == ["samsung", "电视", "lotion"]
+    assert tokenize("华为手机，５Ｇ") == ["华为", "手机", "5g"]
+
+
+def test_plurals_fold_but_short_and_latin_endings_stay() -> None:
+    assert [stem(w) for w in ("brushes", "cherries", "gloss", "bus", "lips", "iris")] == [
+        "brushe",
+        "cherry",
+        "gloss",
+        "bus",
+        "lip",
+        "iris",
+    ]
+
+
+def test_character_ngrams_overlap_despite_a_typo() -> None:
+    right, wrong = set(char_ngrams(["shampoo"])), set(char_ngrams(["shampo"]))
+    assert len(right & wrong) >= 4
+    assert char_ngrams(["tv", "a"]) == [" tv", "tv ", " a "]
+
+
+def test_spell_corrector_fixes_one_edit_and_prefers_frequent_words() -> None:
+    corrector = SpellCorrector().fit(
+        [["samsung", "tv"], ["samsung", "phone"], ["alpha", "hydrox"], ["samsong"]]
+    )
+    assert corrector.correct(["samsng", "tv"]) == ["samsung", "tv"]  # deletion
+    assert corrector.correct(["aplha"]) == ["alpha"]  # transposition
+    assert corrector.correct(["phome"]) == ["phone"]  # substitution
+    assert corrector.correct(["samsong"]) == ["samsong"]  # known words are never changed
+    assert corrector.correct(["zzzzzz", "电视", "1234"]) == ["zzzzzz", "电视", "1234"]
+    restored = SpellCorrector.from_json(corrector.to_json())
+    assert restored.correct(["samsng"]) == ["samsung"]
+
+
+def test_word_bigrams_keep_the_title_order() -> None:
+    assert word_bigrams(["red", "lip", "gloss"]) == ["red lip", "lip gloss"]
+    assert word_bigrams(["one"]) == []
