@@ -8,7 +8,8 @@
 #   2. cache off: every request scored by the model (micro-batched), open loop at MISS_RATE and
 #      2 x MISS_RATE.
 # Usage: PYTHONPATH=src SF=.venv/bin bash benchmarks/service_targets.sh ARTIFACT_DIR OUT_DIR [SECONDS]
-# Env: RATE (default 500), MISS_RATE (default 50), SKIP_WARM=1 / SKIP_MISS=1 to run one part only.
+# Env: RATE (default 500), MISS_RATE (default 50), SKIP_WARM=1 / SKIP_MISS=1 to run one part only,
+# WARM_USERS / WARM_ITEMS (default: every user / item of the artifact).
 set -euo pipefail
 artifact="$1"; out="$2"; seconds="${3:-20}"
 sf="${SF:-.venv/bin}"
@@ -17,7 +18,7 @@ rate="${RATE:-500}"; miss_rate="${MISS_RATE:-50}"
 mkdir -p "$out"
 export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000
 export SHOPFUSION_PSEUDONYM_SECRET=bench SHOPFUSION_ACCESS_LOG=false
-n_users=$(wc -l < "$artifact/users.txt"); n_items=$(wc -l < "$artifact/items.txt")
+n_users=${WARM_USERS:-$(wc -l < "$artifact/users.txt")}; n_items=${WARM_ITEMS:-$(wc -l < "$artifact/items.txt")}
 
 start_server() {  # $1 port, rest: env assignments
   local port="$1"; shift
