@@ -5,7 +5,7 @@ set -euo pipefail
 artifact="$1"; seconds="${2:-15}"
 sf="${SF:-.venv/bin}"
 here="$(cd "$(dirname "$0")" && pwd)"
-export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000 SHOPFUSION_PSEUDONYM_SECRET=bench
+export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000 SHOPFUSION_PSEUDONYM_SECRET=bench SHOPFUSION_ACCESS_LOG=false
 
 start_server() {  # $1 port, rest: env assignments
   local port="$1"; shift

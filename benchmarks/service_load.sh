@@ -9,7 +9,7 @@ url="http://127.0.0.1:$port"
 rates="${RATES:-recommend:500 similar:500}"
 duration="${DURATION:-20}"
 export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000  # one client: the generator
-export SHOPFUSION_PSEUDONYM_SECRET=bench
+export SHOPFUSION_PSEUDONYM_SECRET=bench SHOPFUSION_ACCESS_LOG=false
 "$sf/shopfusion" serve --artifact "$artifact" --port "$port" --store "$(mktemp -d)/events.db" > /tmp/shopfusion-bench-server.log 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT

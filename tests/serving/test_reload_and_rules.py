@@ -221,12 +221,12 @@ def test_rules_and_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: ClientFactory) -> None:
     import time
 
-    warm = client_factory(warm_users=40)
+    warm = client_factory(warm_users=40, warm_items=5)
     service = warm.app.state.service  # type: ignore[attr-defined]
     deadline = time.monotonic() + 60
-    while len(service.cache) < 40 and time.monotonic() < deadline:
+    while len(service.cache) < 45 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert len(service.cache) == 40
+    assert len(service.cache) == 45
     artifact = service.model.artifact
     busiest = artifact.user_map.to_external(int(np.argmax(artifact.histories.lengths())))
     served = warm.get("/v1/recommend", params={"user_id": busiest}).json()
@@ -234,3 +234,8 @@ def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: Cli
     live = client_factory(cache_size=0).get("/v1/recommend", params={"user_id": busiest}).json()
     assert not live["cached"]
     assert [i["item_id"] for i in served["items"]] == [i["item_id"] for i in live["items"]]
+    popular = artifact.item_map.ids[int(np.argmax(np.bincount(artifact.histories.items)))]
+    similar = warm.get(f"/v1/similar/{popular}").json()
+    assert similar["cached"]
+    live_similar = client_factory(cache_size=0).get(f"/v1/similar/{popular}").json()
+    assert [i["item_id"] for i in similar["items"]] == [i["item_id"] for i in live_similar["items"]]

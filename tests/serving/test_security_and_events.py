@@ -174,15 +174,15 @@ def test_model_gate_sheds_misses_but_serves_cache_hits_when_busy(
     import time
 
     client = client_factory(model_workers=1, max_model_queue=1)
-    service = client.app.state.service  # type: ignore[attr-defined]
     assert client.get("/v1/recommend", params={"user_id": "u0009"}).status_code == 200  # now cached
-    slow_rank = service._rank
+    batcher = client.app.state.batcher  # type: ignore[attr-defined]
+    rank_batch = batcher.process
 
     def slow(*args: object, **kwargs: object) -> object:
         time.sleep(0.6)
-        return slow_rank(*args, **kwargs)
+        return rank_batch(*args, **kwargs)
 
-    monkeypatch.setattr(service, "_rank", slow)
+    monkeypatch.setattr(batcher, "process", slow)
     codes: dict[str, int] = {}
 
     def ask(user: str) -> None:

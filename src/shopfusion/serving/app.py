@@ -18,13 +18,15 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.batcher import MicroBatcher
+from shopfusion.serving.fastpath import CachedListMiddleware
 from shopfusion.serving.gate import ModelGate
-from shopfusion.serving.guard import GuardMiddleware
+from shopfusion.serving.guard import GuardMiddleware, LoopLag
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.model import SearcherLoader, load_searcher
 from shopfusion.serving.routes import admin, events, health, pages, recommend, search
 from shopfusion.serving.security import KeyRing, RateLimiter, hash_key
-from shopfusion.serving.service import NotReadyError, Service
+from shopfusion.serving.service import FeedRequest, NotReadyError, Ranked, Service
 from shopfusion.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -34,25 +36,31 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     """``searcher_loader`` opens ``ARTIFACT/search``; tests pass a fake one."""
     service = Service(settings, searcher_loader)
     metrics = Metrics()
+    loop_lag = LoopLag()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
         metrics.set_model(service.model.version)
-        if settings.warm_users:
+        warming = None
+        if settings.warm_users or settings.warm_items:
             # Not awaited: the service is ready at once and serves while the cache fills.
-            warming = asyncio.create_task(asyncio.to_thread(service.warm, service.model, settings.warm_users))
-        poller = asyncio.create_task(_poll(service, metrics)) if settings.reload_poll_s > 0 else None
+            warming = asyncio.create_task(
+                asyncio.to_thread(service.warm, service.model, settings.warm_users, settings.warm_items)
+            )
+        background = [asyncio.create_task(loop_lag.run())] if settings.max_loop_lag_ms > 0 else []
+        if settings.reload_poll_s > 0:
+            background.append(asyncio.create_task(_poll(service, metrics)))
         try:
             yield
         finally:
-            if settings.warm_users:
+            if warming is not None:
                 service.stopping = True
                 await warming
-            if poller is not None:
-                poller.cancel()
+            for task in background:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await poller
+                    await task
             service.close()
 
     app = FastAPI(
@@ -64,7 +72,10 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    app.state.gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.gate = gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.batcher = MicroBatcher[FeedRequest, Ranked](
+        service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
+    )
     ingest = settings.ingest_key_hashes + (
         [hash_key(settings.storefront_key)] if settings.storefront_key else []
     )
@@ -86,12 +97,16 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K)
     app.add_middleware(
         GuardMiddleware,
         metrics=metrics,
         limiter=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
+        access_log=settings.access_log,
+        loop_lag=loop_lag,
+        max_loop_lag_s=settings.max_loop_lag_ms / 1000,
     )
     return app
 

@@ -31,11 +31,13 @@ class LRUCache(Generic[V]):
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
-    def get(self, key: Hashable) -> V | None:
+    def get(self, key: Hashable, count_miss: bool = True) -> V | None:
+        """The value under ``key`` (now the most recent), or ``None``; ``count_miss=False`` for a
+        look that will be repeated on a miss (the repeat counts it)."""
         with self._lock:
             value = self._data.get(key)
             if value is None:
-                self.misses += 1
+                self.misses += count_miss
                 return None
             self._data.move_to_end(key)
             self.hits += 1

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -60,6 +61,19 @@ class Ranked:
 
 
 Key = tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class FeedRequest:
+    """One list to compute in a batch (:meth:`Service.rank_batch`): a shopper's feed
+    (``kind="recommend"``, ``subject`` the user or session id, or ``None`` for a new visitor) or
+    the items similar to one (``kind="similar"``, ``subject`` the item id)."""
+
+    model: LoadedModel
+    kind: Literal["recommend", "similar"]
+    subject: str | None
+    k: int
+    filters: ListFilters | None = None
 
 
 class Service:
@@ -173,11 +187,7 @@ class Service:
         model: LoadedModel | None = None,
     ) -> Ranked:
         """The shopper's feed (computed; callers look in :attr:`cache` first under :meth:`recommend_key`)."""
-        model = model or self.model
-        key = self.recommend_key(model, user_id, k, filters)
-        ranked = self._rank(model, self.history(model, user_id), k, filters)
-        self.cache.put(key, ranked, user=self.pseudonymize(user_id) if user_id else None)
-        return ranked
+        return self._one(FeedRequest(model or self.model, "recommend", user_id, k, filters))
 
     def similar_key(self, model: LoadedModel, item_id: str, k: int, filters: ListFilters | None) -> Key:
         return (model.generation, "similar", model.artifact.item_map.to_index(item_id), k, filters)
@@ -185,17 +195,65 @@ class Service:
     def similar(
         self, item_id: str, k: int, filters: ListFilters | None = None, model: LoadedModel | None = None
     ) -> Ranked:
-        model = model or self.model
-        key = self.similar_key(model, item_id, k, filters)
-        ranked = self._rank(model, [model.artifact.item_map.to_index(item_id)], k, filters)
-        self.cache.put(key, ranked)
-        return ranked
+        return self._one(FeedRequest(model or self.model, "similar", item_id, k, filters))
 
-    def _rank(
-        self, model: LoadedModel, history: Sequence[int], k: int, filters: ListFilters | None
-    ) -> Ranked:
-        scores = model.artifact.model.score(Histories.from_lists([list(history)], model.n_items))[0]
-        return self._finish(model, scores, history, k, filters)
+    def _one(self, request: FeedRequest) -> Ranked:
+        result = self.rank_batch([request])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def rank_batch(self, requests: Sequence[FeedRequest]) -> list[Ranked | Exception]:
+        """Many lists with one ``score`` call per model (far cheaper per list than one call each);
+        each computed list is cached like :meth:`recommend` and :meth:`similar` cache theirs.
+
+        Results come in request order; a request that fails (unknown item, ...) gets its exception
+        in its slot and the others are unaffected. Scores equal those of single requests: the
+        model scores each history on its own, the batch only vectorises the work."""
+        results: list[Ranked | Exception | None] = [None] * len(requests)
+        groups: dict[int, list[tuple[int, list[int]]]] = {}
+        for slot, request in enumerate(requests):
+            try:
+                history = self._history_of(request)
+            except Exception as exc:  # it belongs to that request alone
+                results[slot] = exc
+                continue
+            groups.setdefault(id(request.model), []).append((slot, history))
+        for members in groups.values():
+            model = requests[members[0][0]].model
+            histories = [history for _, history in members]
+            try:
+                scores = model.artifact.model.score(Histories.from_lists(histories, model.n_items))
+            except Exception:  # find the culprit: each scores alone and fails by itself
+                scores = None
+            for row, (slot, history) in enumerate(members):
+                try:
+                    results[slot] = self._finish_request(
+                        requests[slot], history, None if scores is None else scores[row]
+                    )
+                except Exception as exc:
+                    results[slot] = exc
+        return [r if r is not None else RuntimeError("request was not handled") for r in results]
+
+    def _history_of(self, request: FeedRequest) -> list[int]:
+        if request.kind == "similar":
+            if request.subject is None:
+                raise UnknownIdError("similar items need an item id")
+            return [request.model.artifact.item_map.to_index(request.subject)]
+        return self.history(request.model, request.subject)
+
+    def _finish_request(self, request: FeedRequest, history: list[int], scores: FloatArray | None) -> Ranked:
+        model, k, filters = request.model, request.k, request.filters
+        if scores is None:
+            scores = model.artifact.model.score(Histories.from_lists([history], model.n_items))[0]
+        ranked = self._finish(model, scores, history, k, filters)
+        if request.kind == "similar":
+            self.cache.put(self.similar_key(model, str(request.subject), k, filters), ranked)
+        else:
+            user = request.subject
+            key = self.recommend_key(model, user, k, filters)
+            self.cache.put(key, ranked, user=self.pseudonymize(user) if user else None)
+        return ranked
 
     def _finish(
         self,
@@ -219,27 +277,26 @@ class Service:
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
 
-    def warm(self, model: LoadedModel, n_users: int, k: int = 10, batch: int = 32) -> int:
-        """Precompute the default feed (``k`` items, no filters) of the ``n_users`` most active known
-        shoppers into the cache, in batches (scoring a batch costs far less per user than one at a
-        time). Stops early when a newer model is swapped in. Returns how many feeds were cached."""
+    def warm(self, model: LoadedModel, n_users: int, n_items: int = 0, k: int = 10, batch: int = 32) -> int:
+        """Precompute into the cache the default feed (``k`` items, no filters) of the ``n_users``
+        most active known shoppers, then the similar items of the ``n_items`` most popular products,
+        in batches (scoring a batch costs far less per list than one at a time). Stops early when a
+        newer model is swapped in or the service stops. Returns how many lists were cached."""
         artifact = model.artifact
         lengths = artifact.histories.lengths()
         rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
+        users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in rows]
+        popularity = np.bincount(artifact.histories.items, minlength=model.n_items)
+        top = np.argsort(-popularity, kind="stable")[: min(n_items, model.n_items)]
+        requests = [FeedRequest(model, "recommend", user, k) for user in users]
+        requests += [FeedRequest(model, "similar", artifact.item_map.ids[i], k) for i in top.tolist()]
         done = 0
-        for start in range(0, len(rows), batch):
+        for start in range(0, len(requests), batch):
             if self._model is not model or self.stopping:
                 break
-            chunk = rows[start : start + batch]
-            users = [artifact.user_map.to_external(int(artifact.histories.users[r])) for r in chunk]
-            histories = [self.history(model, user) for user in users]
-            scores = artifact.model.score(Histories.from_lists(histories, model.n_items))
-            for user, history, row_scores in zip(users, histories, scores, strict=True):
-                key = self.recommend_key(model, user, k, None)
-                ranked = self._finish(model, row_scores, history, k, None)
-                self.cache.put(key, ranked, user=self.pseudonymize(user))
-                done += 1
-        log.info("precomputed %d feeds", done)
+            results = self.rank_batch(requests[start : start + batch])
+            done += sum(isinstance(result, Ranked) for result in results)
+        log.info("precomputed %d lists (%d feeds, %d similar-item lists asked)", done, len(users), len(top))
         return done
 
     # --- search --------------------------------------------------------------------------------

@@ -65,15 +65,28 @@ class ServiceSettings(BaseSettings):
     # Admission control: requests served at once (a coarse bound on everything); the excess gets
     # 503 at once instead of queueing.
     max_in_flight: int = Field(default=256, gt=0)
+    # ... and while the event loop runs this many milliseconds late (CPU saturated: requests queue
+    # before the app sees them), new requests get 503 at once too. 0 turns this off.
+    max_loop_lag_ms: float = Field(default=25.0, ge=0)
     # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
-    # wait of an admitted request is then at most about max_model_queue / model_workers scorings.
-    max_model_queue: int = Field(default=8, gt=0)
+    # wait of an admitted request is then at most about max_model_queue / model_workers scorings
+    # (fewer with batching: a batch of n costs far less than n single scorings).
+    max_model_queue: int = Field(default=64, gt=0)
+    # Micro-batching of recommendations and similar items: cache misses arriving within this many
+    # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
+    # max_batch 1 scores every request alone.
+    batch_window_ms: float = Field(default=2.0, ge=0, le=100)
+    max_batch: int = Field(default=32, gt=0, le=512)
+    # One log line per request (route, status, milliseconds; never ids). Off for load tests.
+    access_log: bool = True
     cache_size: int = Field(default=10_000, ge=0)
     # Precompute the home feeds of this many most active known shoppers after start-up, in the
     # background (0: off). Their events still drop and recompute their feed.
     warm_users: int = Field(default=0, ge=0)
+    # ... and the similar items of this many most popular products (0: off).
+    warm_items: int = Field(default=0, ge=0)
     max_k: int = Field(default=100, gt=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
     reload_poll_s: float = Field(default=0.0, ge=0)

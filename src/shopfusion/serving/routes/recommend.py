@@ -7,12 +7,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Response
 
 from shopfusion.errors import UnknownIdError
-from shopfusion.serving.deps import GateDep, ServiceDep, items_of, render, require
+from shopfusion.serving.deps import BatcherDep, GateDep, ServiceDep, render_list, require
 from shopfusion.serving.explain import Explanation
 from shopfusion.serving.rules import ListFilters
 from shopfusion.serving.schemas import ExplainResponse, Item, ItemId, ItemList, Reason, UserId
 from shopfusion.serving.security import Role
-from shopfusion.serving.service import Ranked
+from shopfusion.serving.service import FeedRequest
 
 MAX_K = 100
 router = APIRouter(prefix="/v1", tags=["recommendations"], dependencies=[Depends(require(Role.READ))])
@@ -35,7 +35,7 @@ def _filters(category: str | None, brand: list[str] | None) -> ListFilters | Non
 @router.get("/recommend", response_model=ItemList, responses=BUSY)
 async def recommend(
     service: ServiceDep,
-    gate: GateDep,
+    batcher: BatcherDep,
     user_id: Annotated[
         UserId | None, Query(description="shopper id; absent: the feed for a new visitor")
     ] = None,
@@ -48,18 +48,18 @@ async def recommend(
 ) -> Response:
     """The home feed of one shopper, after the business rules (stock, boost/bury, diversity)."""
     model, user, filters = service.model, user_id or session_id, _filters(category, brand)
-    # Hits are answered here on the event loop; only misses queue for a scoring thread.
+    # Hits are answered here on the event loop; only misses queue, in batches, for a scoring thread.
     ranked = service.cache.get(service.recommend_key(model, user, k, filters))
     cached = ranked is not None
     if ranked is None:
-        ranked = await gate.run(service.recommend, user, k, filters, model)
-    return _list(ranked, "recommend", cached)
+        ranked = await batcher.submit(FeedRequest(model, "recommend", user, k, filters))
+    return render_list(ranked, "recommend", cached)
 
 
 @router.get("/similar/{item_id}", response_model=ItemList, responses={**NOT_FOUND, **BUSY})
 async def similar(
     service: ServiceDep,
-    gate: GateDep,
+    batcher: BatcherDep,
     item_id: Annotated[ItemId, Path()],
     k: K = 10,
     category: Category = None,
@@ -73,17 +73,8 @@ async def similar(
         raise HTTPException(404, str(exc)) from None
     cached = ranked is not None
     if ranked is None:
-        ranked = await gate.run(service.similar, item_id, k, filters, model)
-    return _list(ranked, "similar", cached)
-
-
-def _list(ranked: Ranked, route: str, cached: bool) -> Response:
-    return render(
-        ranked,
-        route,
-        cached,
-        lambda: ItemList(items=items_of(ranked), model_version=ranked.model.version, cached=cached),
-    )
+        ranked = await batcher.submit(FeedRequest(model, "similar", item_id, k, filters))
+    return render_list(ranked, "similar", cached)
 
 
 @router.get("/items/{item_id}", response_model=Item, responses=NOT_FOUND)

@@ -1,0 +1,94 @@
+"""Cache hits of the two hottest routes, answered without FastAPI's routing and validation.
+
+A cached feed or similar-items list is a dictionary look-up and a prerendered body, yet FastAPI's
+dependency solving and query validation cost several times that. This middleware sits inside
+:class:`~shopfusion.serving.guard.GuardMiddleware` (rate limits, shedding, metrics and the access
+log still apply) and answers a ``GET /v1/recommend`` or ``GET /v1/similar/{item_id}`` itself only
+when the request is unambiguously valid, needs no key and hits the cache: only ``user_id``,
+``session_id`` and ``k`` (each at most once, ``k`` plain digits within bounds, ids as the API
+accepts them). Anything else — a filter, a bad value, a miss, an unknown item — goes to the routes
+unchanged, which decide as they always did. The body is the routes' own rendering of the entry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from shopfusion.errors import ShopfusionError
+from shopfusion.serving.deps import render_list
+from shopfusion.serving.service import Key, Service
+
+_ID = re.compile(r"[^\r\n\t]{1,256}")  # schemas.UserId / ItemId, matched whole (fullmatch)
+_SIMILAR = "/v1/similar/"
+
+
+@dataclass(frozen=True)
+class RouteLabel:
+    """What the guard reads off ``scope["route"]`` for its metrics label and access log."""
+
+    path: str
+
+
+_ROUTES = {"recommend": RouteLabel("/v1/recommend"), "similar": RouteLabel("/v1/similar/{item_id}")}
+
+
+class CachedListMiddleware:
+    def __init__(self, app: ASGIApp, service: Service, max_k: int) -> None:
+        self.app, self.service, self.max_k = app, service, max_k
+        self.served = 0  # requests answered here (tests and profiling read it)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            found = self._lookup(scope)
+            if found is not None:
+                name, key = found
+                ranked = self.service.cache.get(key, count_miss=False)
+                if ranked is not None:
+                    self.served += 1
+                    scope["route"] = _ROUTES[name]
+                    await render_list(ranked, name, True)(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+    def _lookup(self, scope: Scope) -> tuple[str, Key] | None:
+        """The route (``recommend`` | ``similar``) and cache key of a plain, valid request."""
+        if self.service.settings.read_requires_key:
+            return None
+        params = _params(scope["query_string"])
+        if params is None or not params.keys() <= {"user_id", "session_id", "k"}:
+            return None
+        k = _k(params.pop("k", "10"), self.max_k)
+        if k is None or any(not _ID.fullmatch(v) for v in params.values()):
+            return None
+        path: str = scope["path"]
+        try:
+            model = self.service.model
+            if path == "/v1/recommend":
+                user = params.get("user_id") or params.get("session_id")
+                return "recommend", self.service.recommend_key(model, user, k, None)
+            item = path[len(_SIMILAR) :]
+            if path.startswith(_SIMILAR) and "/" not in item and not params and _ID.fullmatch(item):
+                return "similar", self.service.similar_key(model, item, k, None)
+        except ShopfusionError:  # not ready, unknown item: the routes answer
+            return None
+        return None
+
+
+def _params(query: bytes) -> dict[str, str] | None:
+    try:
+        pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True, strict_parsing=False)
+    except ValueError:
+        return None
+    params = dict(pairs)
+    return params if len(params) == len(pairs) else None  # a repeated key: let the routes decide
+
+
+def _k(value: str, max_k: int) -> int | None:
+    if not (value.isascii() and value.isdigit() and len(value) <= 4):
+        return None
+    k = int(value)
+    return k if 1 <= k <= max_k else None

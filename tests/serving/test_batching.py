@@ -1,0 +1,300 @@
+"""Micro-batching of model work: the batcher alone (known answers, timing, errors, admission),
+the service's batch path against its single path, and batching through real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import pytest
+from fastapi import HTTPException
+from fastapi.testclient import TestClient
+from serving_support import ClientFactory, ServerThread, make_settings
+
+from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.errors import UnknownIdError
+from shopfusion.serving.app import create_app
+from shopfusion.serving.batcher import MicroBatcher
+from shopfusion.serving.deps import render_list
+from shopfusion.serving.gate import ModelGate
+from shopfusion.serving.metrics import Metrics
+from shopfusion.serving.rules import ListFilters
+from shopfusion.serving.schemas import Item, ItemList
+from shopfusion.serving.service import FeedRequest, Ranked, Service
+
+
+class Doubler:
+    """Known answers: each request ``x`` gives ``2 * x``; ``x < 0`` fails that request alone."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[list[int]] = []
+        self.delay_s = delay_s
+
+    def __call__(self, requests: Sequence[int]) -> list[int | Exception]:
+        self.calls.append(list(requests))
+        time.sleep(self.delay_s)
+        return [ValueError(f"bad request {x}") if x < 0 else 2 * x for x in requests]
+
+
+def _batcher(
+    process: Doubler, window_s: float = 0.05, max_batch: int = 32, max_pending: int = 100
+) -> MicroBatcher[int, int]:
+    return MicroBatcher(process, ModelGate(2, max_pending, Metrics()), window_s, max_batch)
+
+
+async def _gather(batcher: MicroBatcher[int, int], xs: Sequence[int]) -> list[int | BaseException]:
+    return await asyncio.gather(*(batcher.submit(x) for x in xs), return_exceptions=True)
+
+
+def test_concurrent_requests_share_one_call_and_get_their_own_results() -> None:
+    process = Doubler()
+    batcher = _batcher(process)
+    assert asyncio.run(_gather(batcher, [3, 1, 4, 1, 5])) == [6, 2, 8, 2, 10]
+    assert process.calls == [[3, 1, 4, 1, 5]]
+    assert batcher.batches == 1 and batcher.gate.pending == 0
+
+
+def test_a_full_batch_goes_at_once_and_the_rest_waits_at_most_the_window() -> None:
+    process = Doubler()
+    batcher = _batcher(process, window_s=0.3, max_batch=2)
+
+    async def run() -> tuple[list[float], list[int | BaseException]]:
+        started = time.perf_counter()
+        done: list[float] = []
+
+        async def timed(x: int) -> int:
+            result = await batcher.submit(x)
+            done.append(time.perf_counter() - started)
+            return result
+
+        results = await asyncio.gather(*(timed(x) for x in range(5)))
+        return sorted(done), list(results)
+
+    done, results = asyncio.run(run())
+    assert results == [0, 2, 4, 6, 8]
+    assert process.calls == [[0, 1], [2, 3], [4]]
+    assert max(done[:4]) < 0.2  # the two full batches did not wait for the window
+    assert 0.25 < done[4] < 0.6  # the last one waited for the window, and not much longer
+
+
+def test_a_lone_request_waits_no_longer_than_the_window() -> None:
+    batcher = _batcher(Doubler(), window_s=0.02)
+
+    async def run() -> float:
+        started = time.perf_counter()
+        assert await asyncio.wait_for(batcher.submit(21), timeout=1.0) == 42
+        return time.perf_counter() - started
+
+    assert asyncio.run(run()) < 0.15
+
+
+def test_one_failing_request_does_not_fail_the_others() -> None:
+    results = asyncio.run(_gather(_batcher(Doubler()), [1, -1, 2]))
+    assert results[0] == 2 and results[2] == 4
+    assert isinstance(results[1], ValueError) and "bad request -1" in str(results[1])
+
+
+def test_a_failing_batch_call_fails_its_requests_and_the_next_batch_works() -> None:
+    calls = 0
+
+    def flaky(requests: Sequence[int]) -> list[int | Exception]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("scorer crashed")
+        return [x + 1 for x in requests]
+
+    batcher = MicroBatcher(flaky, ModelGate(1, 10, Metrics()), 0.01, 8)
+    first = asyncio.run(_gather(batcher, [1, 2]))
+    assert all(isinstance(r, RuntimeError) for r in first)
+    assert asyncio.run(_gather(batcher, [1, 2])) == [2, 3]
+    assert batcher.gate.pending == 0
+
+
+def test_requests_beyond_the_queue_bound_are_refused_at_once_with_retry_after() -> None:
+    batcher = _batcher(Doubler(delay_s=0.3), window_s=0.0, max_batch=1, max_pending=2)
+
+    async def run() -> tuple[list[int | BaseException], float]:
+        admitted = [asyncio.create_task(batcher.submit(x)) for x in (1, 2)]
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        with pytest.raises(HTTPException) as refused:
+            await batcher.submit(3)
+        waited = time.perf_counter() - started
+        assert refused.value.status_code == 503 and refused.value.headers == {"Retry-After": "1"}
+        return list(await asyncio.gather(*admitted)), waited
+
+    results, waited = asyncio.run(run())
+    assert results == [2, 4] and waited < 0.05
+    assert batcher.gate.pending == 0
+    assert batcher.gate.metrics.rejected.labels("model_busy")._value.get() == 1
+
+
+def test_a_request_whose_client_left_does_not_break_its_batch() -> None:
+    batcher = _batcher(Doubler(delay_s=0.05), window_s=0.01)
+
+    async def run() -> int:
+        leaving = asyncio.create_task(batcher.submit(1))
+        staying = asyncio.create_task(batcher.submit(2))
+        await asyncio.sleep(0.02)  # the batch is in the thread now
+        leaving.cancel()
+        return await staying
+
+    assert asyncio.run(run()) == 4
+    assert batcher.gate.pending == 0
+
+
+def test_invalid_batching_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        _batcher(Doubler(), max_batch=0)
+
+
+# --- the service's batch path ------------------------------------------------------------------
+
+
+@pytest.fixture
+def service(client: TestClient) -> Service:
+    found: Service = client.app.state.service  # type: ignore[attr-defined]
+    return found
+
+
+def _requests(service: Service) -> list[FeedRequest]:
+    model = service.model
+    return [
+        FeedRequest(model, "recommend", "u0001", 10),
+        FeedRequest(model, "recommend", None, 5),
+        FeedRequest(model, "recommend", "u0002", 8, ListFilters(category="Electronics")),
+        FeedRequest(model, "similar", "tv-002", 10),
+        FeedRequest(model, "recommend", "someone-new", 10),
+        FeedRequest(model, "recommend", "u0003", 10),
+    ]
+
+
+def test_batch_results_equal_single_results(service: Service) -> None:
+    requests = _requests(service)
+    singles = [service.rank_batch([r])[0] for r in requests]
+    service.cache.clear()
+    batched = service.rank_batch(requests)
+    for single, batch in zip(singles, batched, strict=True):
+        assert isinstance(single, Ranked) and isinstance(batch, Ranked)
+        assert single.items.tolist() == batch.items.tolist()
+        np.testing.assert_allclose(single.scores, batch.scores, rtol=1e-5, atol=1e-6)
+    assert [len(r.items) for r in batched if isinstance(r, Ranked)] == [10, 5, 8, 10, 10, 10]
+
+
+def test_batch_results_are_cached_under_the_single_request_keys(service: Service) -> None:
+    model = service.model
+    service.cache.clear()
+    feed, similar = service.rank_batch(
+        [FeedRequest(model, "recommend", "u0004", 7), FeedRequest(model, "similar", "tv-003", 4)]
+    )
+    assert service.cache.get(service.recommend_key(model, "u0004", 7, None)) is feed
+    assert service.cache.get(service.similar_key(model, "tv-003", 4, None)) is similar
+
+
+def test_an_unknown_item_fails_only_its_own_request(service: Service) -> None:
+    model = service.model
+    results = service.rank_batch(
+        [
+            FeedRequest(model, "recommend", "u0001", 10),
+            FeedRequest(model, "similar", "no-such-item", 10),
+            FeedRequest(model, "similar", "tv-002", 10),
+        ]
+    )
+    assert isinstance(results[0], Ranked) and isinstance(results[2], Ranked)
+    assert isinstance(results[1], UnknownIdError)
+
+
+def test_a_model_error_on_one_history_fails_only_that_request(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = service.model
+    poison = model.artifact.item_map.to_index("tv-005")
+    score = model.artifact.model.score
+    calls: list[int] = []
+
+    def fragile(requests: Histories) -> FloatArray:
+        calls.append(len(requests))
+        if any(poison in requests.row(i).tolist() for i in range(len(requests))):
+            raise FloatingPointError("the model cannot score this history")
+        return score(requests)
+
+    monkeypatch.setattr(model.artifact.model, "score", fragile)
+    expected = service.rank_batch([FeedRequest(model, "similar", "tv-002", 10)])[0]
+    results = service.rank_batch(
+        [
+            FeedRequest(model, "similar", "tv-002", 10),
+            FeedRequest(model, "similar", "tv-005", 10),
+            FeedRequest(model, "recommend", None, 10),
+        ]
+    )
+    assert isinstance(results[1], FloatingPointError)
+    assert isinstance(results[0], Ranked) and isinstance(expected, Ranked)
+    assert results[0].items.tolist() == expected.items.tolist()
+    assert isinstance(results[2], Ranked)
+    assert calls[1:] == [3, 1, 1, 1]  # the batch failed, then each request was scored alone
+
+
+# --- through HTTP ----------------------------------------------------------------------------
+
+
+def test_rendered_lists_match_the_item_list_schema(service: Service) -> None:
+    ranked = service.recommend("u0001", 10)
+    for cached in (False, True):
+        body = render_list(ranked, "recommend", cached).body
+        expected = ItemList(
+            items=[
+                Item(**ranked.model.cards[int(i)], score=round(float(s), 6))
+                for i, s in zip(ranked.items, ranked.scores, strict=True)
+            ],
+            model_version=ranked.model.version,
+            cached=cached,
+        )
+        assert orjson.loads(body) == orjson.loads(expected.model_dump_json())
+    assert render_list(ranked, "recommend", True).body is render_list(ranked, "recommend", True).body
+
+
+def test_concurrent_http_requests_are_scored_in_batches(sample_artifact: Path, tmp_path: Path) -> None:
+    users = [f"u{n:04d}" for n in range(1, 25)]
+    settings = make_settings(sample_artifact, tmp_path, batch_window_ms=20.0, max_batch=64)
+    app = create_app(settings)
+    with ServerThread(app) as server:
+
+        async def run() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                return list(
+                    await asyncio.gather(*(http.get("/v1/recommend", params={"user_id": u}) for u in users))
+                )
+
+        responses = asyncio.run(run())
+        batcher = app.state.batcher
+        assert [r.status_code for r in responses] == [200] * len(users)
+        assert batcher.requests == len(users) and batcher.batches < len(users) / 2
+        concurrent = {u: r.json()["items"] for u, r in zip(users, responses, strict=True)}
+        app.state.service.cache.clear()
+        with httpx.Client(base_url=server.url, timeout=30) as http:
+            for user in users:  # one at a time: batches of one
+                alone = http.get("/v1/recommend", params={"user_id": user}).json()
+                assert not alone["cached"]
+                assert [i["item_id"] for i in alone["items"]] == [i["item_id"] for i in concurrent[user]]
+                scores = [i["score"] for i in alone["items"]]
+                np.testing.assert_allclose(scores, [i["score"] for i in concurrent[user]], atol=1e-5)
+
+
+def test_the_access_log_can_be_turned_off(
+    client_factory: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    caplog.set_level(logging.INFO, logger="shopfusion.access")
+    quiet = client_factory(access_log=False)
+    quiet.get("/v1/recommend", params={"user_id": "u0001"})
+    assert not [r for r in caplog.records if r.name == "shopfusion.access"]
+    loud = client_factory()
+    loud.get("/v1/recommend", params={"user_id": "u0001"})
+    assert [r for r in caplog.records if r.name == "shopfusion.access"]

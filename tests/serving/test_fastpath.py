@@ -1,0 +1,84 @@
+"""Cache hits answered before FastAPI: same bytes as the routes, and everything else untouched."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+from serving_support import READ_KEY, ClientFactory
+
+from shopfusion.serving.fastpath import CachedListMiddleware
+
+
+def _fast(client: TestClient) -> CachedListMiddleware:
+    stack = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(stack, CachedListMiddleware):
+        stack = stack.app
+    return stack
+
+
+def test_a_hit_is_answered_by_the_fast_path_with_the_routes_bytes(client: TestClient) -> None:
+    fast = _fast(client)
+    first = client.get("/v1/recommend", params={"user_id": "u0001", "k": 7})
+    assert first.status_code == 200 and not first.json()["cached"] and fast.served == 0
+    hit = client.get("/v1/recommend", params={"user_id": "u0001", "k": 7})
+    assert fast.served == 1
+    # An empty category is no filter: the same cache entry, but through the routes.
+    routed = client.get("/v1/recommend", params={"user_id": "u0001", "k": 7, "category": ""})
+    assert fast.served == 1
+    assert hit.content == routed.content and hit.json()["cached"]
+    assert hit.headers["content-type"] == routed.headers["content-type"] == "application/json"
+    assert hit.headers["content-length"] == routed.headers["content-length"]
+
+
+def test_similar_items_and_session_feeds_take_the_fast_path(client: TestClient) -> None:
+    fast = _fast(client)
+    for params in ({"k": "5"}, {}):
+        client.get("/v1/similar/tv-002", params=params)
+        assert client.get("/v1/similar/tv-002", params=params).json()["cached"]
+    client.get("/v1/recommend", params={"session_id": "s-1"})
+    assert client.get("/v1/recommend", params={"session_id": "s-1"}).json()["cached"]
+    client.get("/v1/recommend")  # a new visitor
+    assert client.get("/v1/recommend").json()["cached"]
+    assert fast.served == 4
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/recommend?user_id=u0001&k=0", 422),
+        ("/v1/recommend?user_id=u0001&k=101", 422),
+        ("/v1/recommend?user_id=u0001&k=ten", 422),
+        ("/v1/recommend?user_id=u0001%0A&k=10", 422),
+        ("/v1/recommend?user_id=&k=10", 422),
+        ("/v1/recommend?user_id=u0001&k=10&k=10", 200),
+        ("/v1/recommend?user_id=u0001&k=10&brand=Sony", 200),
+        ("/v1/similar/no-such-item?k=10", 404),
+        ("/v1/similar/tv-002?k=10&user_id=u0001", 200),
+    ],
+)
+def test_anything_but_a_plain_hit_goes_to_the_routes(client: TestClient, path: str, status: int) -> None:
+    fast = _fast(client)
+    client.get("/v1/recommend", params={"user_id": "u0001", "k": 10})
+    client.get("/v1/similar/tv-002", params={"k": 10})
+    assert client.get(path).status_code == status
+    assert fast.served == 0
+
+
+def test_reads_that_need_a_key_never_take_the_fast_path(client_factory: ClientFactory) -> None:
+    client = client_factory(read_requires_key=True)
+    fast = _fast(client)
+    key = {"X-API-Key": READ_KEY}
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}, headers=key).status_code == 200
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 401
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}, headers=key).json()["cached"]
+    assert fast.served == 0
+
+
+def test_fast_hits_count_in_the_metrics_and_a_miss_counts_once(client: TestClient) -> None:
+    service = client.app.state.service  # type: ignore[attr-defined]
+    client.get("/v1/recommend", params={"user_id": "u0005"})
+    assert (service.cache.hits, service.cache.misses) == (0, 1)
+    client.get("/v1/recommend", params={"user_id": "u0005"})
+    assert (service.cache.hits, service.cache.misses) == (1, 1)
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_requests_total{route="/v1/recommend",status="200"} 2.0' in metrics
