@@ -65,6 +65,30 @@ def test_evaluate_search_writes_the_report_for_both_protocols(tmp_path: Path) ->
     assert json.loads((tmp_path / "known-item.json").read_text())["results"]["fusion"]["HR@10"] == 1.0
 
 
+def test_both_query_files_can_share_one_engine_build(tmp_path: Path) -> None:
+    data = write_shop(tmp_path / "shop")
+    known, personal = write_queries(tmp_path)
+    config = tmp_path / "search.yaml"
+    config.write_text("encoders: [use-multilingual]\nknown_item_queries: 100\n")
+    index = tmp_path / "index"
+    reports = []
+    for queries in (known, personal, known):
+        out = tmp_path / "report.json"
+        command = ["evaluate", "search", "--data", str(data), "--queries", str(queries), "--json", str(out)]
+        result = runner.invoke(
+            app, [*command, "--config", str(config), "--latency-queries", "0", "--index", str(index)]
+        )
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(out.read_text()))
+    assert reports[0]["engine_loaded_from"] is None and reports[1]["engine_loaded_from"] == str(index)
+    assert reports[0]["results"]["fusion"]["MRR@10"] == reports[2]["results"]["fusion"]["MRR@10"]
+    assert "validation" in reports[0]["engine"]
+    # Another seed (or config) is another engine: the folder is not silently reused.
+    command = ["evaluate", "search", "--data", str(data), "--queries", str(known), "--seed", "1"]
+    result = runner.invoke(app, [*command, "--config", str(config), "--index", str(index)])
+    assert result.exit_code == 1 and "another --index" in result.output
+
+
 def test_a_bad_search_config_names_the_key(tmp_path: Path) -> None:
     config = tmp_path / "search.yaml"
     config.write_text("encoders: [use-multilingual]\nknown_item_querys: 100\n")

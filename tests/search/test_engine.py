@@ -11,7 +11,8 @@ import pytest
 from shopfusion.data.dataset import Dataset
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.search.api import Searcher, SearchFilters
-from shopfusion.search.engine import SIGNALS, SearchEngine
+from shopfusion.search.engine import SIGNALS, SearchEngine, _target_rank, split_validation
+from shopfusion.search.training import TrainingQuery
 
 TV = "Electronics > TV"
 
@@ -108,3 +109,49 @@ def test_save_and_load_give_identical_results(engine: SearchEngine, tmp_path: Pa
 def test_category_intent_of_a_chinese_query(engine: SearchEngine) -> None:
     best, p = engine.category_intent("电视")[0]
     assert best == TV and p > 0.5
+
+
+def test_validation_queries_are_held_out_and_scored(engine: SearchEngine) -> None:
+    validation = engine.training_["validation"]
+    assert {"known-item/fusion", "known-item/bm25", "personal/fusion"} <= set(validation)
+    for figures in validation.values():
+        assert 0.0 <= figures["MRR@10"] <= figures["HR@10"] <= 1.0 and figures["queries"] > 0
+    queries = [
+        TrainingQuery(f"q{i}", np.array([i]), kind=k)
+        for i, k in enumerate(["known-item"] * 20 + ["category"] * 5)
+    ]
+    train, held = split_validation(queries, 0.25, np.random.default_rng(0))
+    assert len(held) == 5 and all(q.kind == "known-item" for q in held)
+    assert len(train) == 20 and not {q.query for q in train} & {q.query for q in held}
+
+
+def test_target_rank_excludes_history_and_breaks_ties_at_random() -> None:
+    scores = np.array([5.0, 4.0, 3.0, 3.0, 3.0], dtype=np.float32)
+    rng = np.random.default_rng(0)
+    assert _target_rank(scores, np.array([1]), np.array([0]), rng) == 1.0
+    ranks = {_target_rank(scores, np.array([3]), np.zeros(0, dtype=np.int64), rng) for _ in range(50)}
+    assert ranks == {3.0, 4.0, 5.0}
+
+
+def test_title_match_features(engine: SearchEngine) -> None:
+    titles = engine._title_tokens()
+    item = next(i for i, t in enumerate(titles) if len(t) >= 3)
+    words = titles[item]
+    rows = np.array([item], dtype=np.int64)
+    phrase, prefix, share, length = engine._title_match(words[:2], rows)
+    assert phrase[0] == 1 and prefix[0] == 1 and length[0] == len(words)
+    assert share[0] == pytest.approx(len(set(words[:2])) / len(set(words)))
+    phrase, prefix, _, _ = engine._title_match([words[2], words[0]], rows)
+    assert prefix[0] == 0 and (phrase[0] == 0 or words[2] == words[0])
+
+
+def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: SearchEngine) -> None:
+    ablation = engine.search("samsung tv", k=5).explanations
+    shap = SearchEngine(engine.config.model_copy(update={"explanations": "shap"}))
+    shap.__dict__.update({k: v for k, v in engine.__dict__.items() if k != "config"})
+    exact = shap.search("samsung tv", k=5).explanations
+    assert len(ablation) == len(exact) == 5
+    for a, b in zip(ablation, exact, strict=True):
+        assert set(a) == set(b) == set(SIGNALS)
+        leading = max(b, key=lambda n: b[n])
+        assert b[leading] > 0 and a[leading] > 0, (a, b)

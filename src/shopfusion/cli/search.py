@@ -104,6 +104,10 @@ def evaluate_search(
     ] = None,
     seed: Annotated[int, typer.Option(help="seed of tie-breaking, bootstrap and training queries")] = 0,
     latency_queries: Annotated[int, typer.Option(help="queries timed end to end (0: none)")] = 500,
+    index: Annotated[
+        Path | None,
+        typer.Option(help="engine folder: reused when built here for the same data, seed and config"),
+    ] = None,
 ) -> None:
     """Known-item or personalized search: full ranking over all items for the full system (fusion),
     bm25 and dense alone; the engine never sees the query file nor any user's last item."""
@@ -112,7 +116,12 @@ def evaluate_search(
         search_config = load_search_config(config) if config else None
         dataset = load_dataset(data)
         report = run_search_benchmark(
-            dataset, queries, seed=seed, config=search_config, latency_queries=latency_queries
+            dataset,
+            queries,
+            seed=seed,
+            config=search_config,
+            latency_queries=latency_queries,
+            index=index,
         )
     except ShopfusionError as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -15,6 +15,7 @@ excluded, ties broken at random with the harness's ranking code. Reported for th
 
 from __future__ import annotations
 
+import json
 import platform
 import time
 from collections.abc import Callable
@@ -29,10 +30,12 @@ import numpy.typing as npt
 from shopfusion import __version__
 from shopfusion.data.dataset import Dataset
 from shopfusion.data.interactions import Histories
+from shopfusion.encoders.text import item_texts, needs_multilingual
 from shopfusion.errors import DataError
 from shopfusion.evaluation import metrics as m
 from shopfusion.evaluation.ranking import rank_requests
-from shopfusion.search.engine import SearchConfig, SearchEngine, Signals
+from shopfusion.search.engine import SearchConfig, SearchEngine, Signals, default_encoders
+from shopfusion.search.index import DenseIndex
 
 SearchProtocol = Literal["known-item", "personalized-search"]
 FloatArray = npt.NDArray[np.float32]
@@ -124,12 +127,16 @@ def _rrf(*scores: FloatArray, k: float = 60.0) -> FloatArray:
 
 
 def _systems(
-    engine: SearchEngine, query: str, history: npt.NDArray[np.int64], vectors: dict[str, FloatArray]
+    engine: SearchEngine,
+    query: str,
+    history: npt.NDArray[np.int64],
+    vectors: dict[str, FloatArray],
+    dense: FloatArray | None,
 ) -> dict[str, FloatArray]:
     signals = engine.signals(query, history, vectors)
     fused, _, s = engine.score_all(query, history, signals=signals)
     bm25 = s.lexical(engine.config.field_weights)
-    dense = _dense(engine, s)
+    dense = dense if dense is not None else _dense(engine, s)
     return {"fusion": fused, "bm25": bm25, "dense": dense, "rrf": _rrf(bm25, dense)}
 
 
@@ -139,6 +146,15 @@ def _dense(engine: SearchEngine, s: Signals) -> FloatArray:
     return s.dense[name]
 
 
+def _minilm_baseline(engine: SearchEngine, dataset: Dataset) -> DenseIndex | None:
+    """The ``dense`` baseline stays MiniLM on English catalogs even when the engine does without
+    it (item vectors from the embedding cache), so its figures stay comparable across configs."""
+    texts = item_texts(dataset.catalog)
+    if "minilm" in engine.dense_.encoders or needs_multilingual(dataset.catalog, texts):
+        return None
+    return DenseIndex.build(("minilm",), texts, engine.cache)
+
+
 def run_search_benchmark(
     dataset: Dataset,
     queries_path: Path,
@@ -146,8 +162,13 @@ def run_search_benchmark(
     config: SearchConfig | None = None,
     engine: SearchEngine | None = None,
     latency_queries: int = LATENCY_QUERIES,
+    index: Path | None = None,
 ) -> dict[str, Any]:
-    """Build the engine on the dataset without each user's last item and evaluate every query."""
+    """Build the engine on the dataset without each user's last item and evaluate every query.
+
+    ``index``: a folder for the engine; when it holds one that this function built for the same
+    dataset, seed and config it is loaded instead of rebuilt (both query files of a dataset share
+    one build), else the new build is saved there."""
     query_set = read_queries(queries_path)
     histories = dataset.interactions.histories()
     train = histories.drop_last(1)
@@ -158,8 +179,12 @@ def run_search_benchmark(
         else None
     )
     started = time.perf_counter()
+    loaded_from = None
+    if engine is None and index is not None and (index / BENCHMARK_MARKER).is_file():
+        engine = _load_benchmark_index(index, dataset, seed, config or SearchConfig())
+        loaded_from = str(index)
     if engine is None:
-        engine = SearchEngine(config).fit(dataset.catalog, train)
+        engine = build_benchmark_engine(dataset, seed, config, index)
     fit_seconds = time.perf_counter() - started
     rng = np.random.default_rng(seed)
     per_system: dict[str, dict[str, list[float]]] = {}
@@ -167,13 +192,20 @@ def run_search_benchmark(
     requests: list[npt.NDArray[np.int64]] = []
     # Encoded in batches: the metrics do not depend on it, and the latency is measured on its own.
     encoded = engine.dense_.encode_queries(query_set.queries)
+    baseline = _minilm_baseline(engine, dataset)
+    baseline_vectors = baseline.encode_queries(query_set.queries)["minilm"] if baseline else None
     for i, query in enumerate(query_set.queries):
         history = train.row(users[i]) if users is not None else np.zeros(0, dtype=np.int64)
         requests.append(history)
         request = Histories.from_lists([history], dataset.n_items)
         target = Histories.from_lists([[targets[i]]], dataset.n_items)
         vectors = {name: values[i] for name, values in encoded.items()}
-        for name, scores in _systems(engine, query, history, vectors).items():
+        dense = (
+            baseline.vectors["minilm"] @ baseline_vectors[i]
+            if baseline is not None and baseline_vectors is not None
+            else None
+        )
+        for name, scores in _systems(engine, query, history, vectors, dense).items():
             top = rank_requests(scores[None, :].astype(np.float32), request, max(KS), rng)
             hits = m.hit_matrix(top, target)
             row = per_system.setdefault(name, {})
@@ -207,12 +239,46 @@ def run_search_benchmark(
         "training": "engine built on every user's sequence without its last item; ranker trained on "
         "queries derived from the catalog and on held-out second-last items, never on the query file",
         "engine": engine.training_,
+        "engine_loaded_from": loaded_from,
         "seed": seed,
         "results": results,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "shopfusion_version": __version__,
         "machine": f"{platform.machine()} {platform.system()} python {platform.python_version()}",
     }
+
+
+BENCHMARK_MARKER = "benchmark.json"
+BUILT_ON = "every user's sequence without its last item"
+
+
+def build_benchmark_engine(
+    dataset: Dataset, seed: int = 0, config: SearchConfig | None = None, index: Path | None = None
+) -> SearchEngine:
+    """The benchmark's engine: built on every user's sequence without its last item (saved to
+    ``index`` with a marker when given, for :func:`run_search_benchmark` to reuse)."""
+    train = dataset.interactions.histories().drop_last(1)
+    engine = SearchEngine((config or SearchConfig()).model_copy(update={"seed": seed}))
+    engine.fit(dataset.catalog, train)
+    if index is not None:
+        engine.save(index)
+        marker = {"dataset": dataset.name, "n_items": dataset.n_items, "seed": seed, "built_on": BUILT_ON}
+        (index / BENCHMARK_MARKER).write_text(json.dumps(marker, indent=2))
+    return engine
+
+
+def _load_benchmark_index(path: Path, dataset: Dataset, seed: int, config: SearchConfig) -> SearchEngine:
+    marker = json.loads((path / BENCHMARK_MARKER).read_text())
+    wanted = {"dataset": dataset.name, "n_items": dataset.n_items, "seed": seed, "built_on": BUILT_ON}
+    if marker != wanted:
+        raise DataError(f"{path}: built for {marker}, not {wanted}; pass another --index folder")
+    engine = SearchEngine.load(path)
+    # A config that leaves the encoders to the engine matches the ones it chose for this catalog.
+    built = engine.config.model_copy(update={"encoders": engine.dense_.encoders})
+    encoders = config.encoders or default_encoders(dataset.catalog)
+    if built != config.model_copy(update={"seed": seed, "encoders": encoders}):
+        raise DataError(f"{path}: built with another search config; pass another --index folder")
+    return engine
 
 
 def measure_search_latency(
