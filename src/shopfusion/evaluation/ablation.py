@@ -71,13 +71,8 @@ def run_ablation(
         s.name: build_source(s).fit(train) if s.refit else held_out_sources[s.name] for s in config.sources
     }
     fit_seconds = time.perf_counter() - started
-    rows: dict[str, Any] = {}
-    whole_label = f"fusion ({config.fusion.method}, all sources)"
-    chosen: str | None = None
-    pending = {whole_label: config}
-    while pending:
-        label, variant = next(iter(pending.items()))
-        del pending[label]
+
+    def run_variant(label: str, variant: PipelineConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         model = FusionRetriever(variant.model_dump())
         model.learn_fusion(held_out_sources, holdout, train)
@@ -89,15 +84,20 @@ def run_ablation(
             beyond_accuracy=False,
             progress=label if progress else None,
         )
-        rows[label] = {
+        return {
             **result.metrics,
             "ci95": {k: [round(lo, 6), round(hi, 6)] for k, (lo, hi) in result.ci95.items()},
             "learned": model.fit_summary(),
             "fusion_and_eval_seconds": round(time.perf_counter() - t0, 1),
         }
-        if label == whole_label:
-            chosen = str(model.fit_summary()["fusion"])
-            pending = {k: v for k, v in ablation_variants(config, chosen).items() if k != whole_label}
+
+    # The whole pipeline first: the other variants depend on the method its fusion chose.
+    whole_label = f"fusion ({config.fusion.method}, all sources)"
+    rows: dict[str, Any] = {whole_label: run_variant(whole_label, config)}
+    chosen = str(rows[whole_label]["learned"]["fusion"])
+    for label, variant in ablation_variants(config, chosen).items():
+        if label != whole_label:
+            rows[label] = run_variant(label, variant)
     return {
         "dataset": dataset.name,
         "protocol": protocol,
