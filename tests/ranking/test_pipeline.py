@@ -271,3 +271,15 @@ def test_ablation_keeps_the_chosen_method_for_the_minus_source_variants() -> Non
     assert variants["fusion (select, all sources)"].fusion.method == "select"
     assert {"fusion (lambdamart, all sources)", "fusion (attention, all sources)"} <= set(variants)
     assert ablation_variants(config)["fusion minus item2item"].fusion.method == "select"
+
+
+def test_fit_summary_says_how_an_iterative_source_stopped(clustered_histories: Histories) -> None:
+    sasrec = {"hidden_size": 8, "max_len": 4, "max_epochs": 2, "patience": 5, "n_negatives": None}
+    config = {
+        "sources": [{"name": "item2item", "candidates": 6}, {"name": "sasrec", "params": sasrec}],
+        "fusion": {"method": "weighted"},
+    }
+    summary = FusionRetriever(config).fit(TrainData(clustered_histories)).fit_summary()
+    assert summary["sasrec_training"]["epochs"] == 2
+    assert summary["sasrec_training"]["stopped_by"] == "max_epochs"
+    assert "item2item_training" not in summary

@@ -91,6 +91,7 @@ def test_early_stopping_restores_the_best_epoch(cyclic_histories: Histories) -> 
     ndcg = [record.ndcg_at_10 for record in model.epochs_]
     assert model.best_epoch_ == int(np.argmax(ndcg)) + 1
     assert model.best_epoch_ < len(model.epochs_) <= model.best_epoch_ + 3 < 40
+    assert model.stopped_by_ == "patience"
     # The kept weights reproduce the best epoch's score on the held-out items.
     _, requests, targets = _hold_out_last(cyclic_histories, 40, np.random.default_rng(model.random_state))
     scores = model.retrieve(requests, k=10).ids
@@ -115,7 +116,21 @@ def test_same_seed_same_model_and_save_load_is_exact(
     loaded = SASRecRetriever.load(cyclic_model.save(tmp_path / "sasrec"))
     np.testing.assert_array_equal(loaded.score(cyclic_histories), cyclic_model.score(cyclic_histories))
     with np.load(tmp_path / "sasrec" / "arrays.npz", allow_pickle=False) as arrays:
-        assert all(arrays[name].dtype == np.float32 for name in arrays.files)
+        assert all(arrays[name].dtype == np.float32 for name in arrays.files if name.startswith("net."))
+    # How training went travels with the weights.
+    assert loaded.training_summary() == cyclic_model.training_summary()
+    assert loaded.training_summary()["stopped_by"] == "max_epochs"
+    assert len(loaded.epochs_) == 15 and 1 <= loaded.best_epoch_ <= 15
+
+
+def test_the_wall_clock_budget_stops_training_and_says_so(
+    cyclic_histories: Histories, caplog: pytest.LogCaptureFixture
+) -> None:
+    params = {**TINY, "max_epochs": 10, "patience": 10, "max_train_seconds": 0.0}
+    with caplog.at_level("WARNING", logger="shopfusion.retrieval.sequential"):
+        model = SASRecRetriever(**params).fit(TrainData(cyclic_histories))  # type: ignore[arg-type]
+    assert model.stopped_by_ == "max_train_seconds" and len(model.epochs_) == 1
+    assert "undertrained" in caplog.text
 
 
 def test_pad_left_keeps_the_last_items_right_aligned() -> None:

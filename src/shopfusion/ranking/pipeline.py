@@ -239,6 +239,17 @@ class FusionRetriever(Retriever):
         if isinstance(self.fusion_, SelectedFusion):
             summary["fusion"] = self.fusion_.chosen_
             summary["selection_ndcg@10"] = {k: round(v, 6) for k, v in self.fusion_.selection_ndcg_.items()}
+        for name, source in self.sources_.items():
+            # Iteratively trained sources say how training ended (e.g. stopped by a time budget).
+            training = getattr(source, "training_summary", None)
+            if callable(training) and hasattr(source, "epochs_"):
+                full = training()
+                summary[f"{name}_training"] = {
+                    "epochs": len(full["epochs"]),
+                    "best_epoch": full["best_epoch"],
+                    "stopped_by": full["stopped_by"],
+                    "seconds": round(full["epochs"][-1][3], 1) if full["epochs"] else 0.0,
+                }
         return summary
 
     # --- serving ---------------------------------------------------------------------------
