@@ -208,6 +208,9 @@ def test_latency_command_reports_percentiles(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert 0 < report["p50_ms"] <= report["p95_ms"] <= report["p99_ms"]
+    assert 0 < report["cpu_p50_ms"] <= report["cpu_p99_ms"]
+    assert set(report["sources_cpu_ms"]) == {"item2item", "transition", "popularity"}
+    assert all(v >= 0 for v in report["sources_cpu_ms"].values())
 
 
 def test_a_never_bought_item_reaches_shoppers_through_its_text(
