@@ -7,13 +7,14 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
+import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
 from shopfusion.data.interactions import FloatArray, Histories
 from shopfusion.errors import ModelFitError
 from shopfusion.retrieval.base import Retriever, TrainData
-from shopfusion.retrieval.blas import single_blas_thread_if_small
+from shopfusion.retrieval.blas import one_blas_thread, single_blas_thread_if_small
 
 
 class ALSRetriever(Retriever):
@@ -79,7 +80,12 @@ class ALSRetriever(Retriever):
             full = factors.astype(np.float64)
             self._gram = full.T @ full + self.regularization * np.eye(factors.shape[1])
         out = np.zeros((len(requests), factors.shape[1]), dtype=np.float32)
-        for row in range(len(requests)):
+        with one_blas_thread():
+            self._solve_rows(user_items, factors, out)
+        return out
+
+    def _solve_rows(self, user_items: sp.csr_matrix, factors: FloatArray, out: FloatArray) -> None:
+        for row in range(len(out)):
             start, end = user_items.indptr[row], user_items.indptr[row + 1]
             if start == end:
                 continue
@@ -88,11 +94,11 @@ class ALSRetriever(Retriever):
             y = factors[items].astype(np.float64)  # only the history's rows: no catalog-wide copy
             system = self._gram + (y.T * (confidence - 1.0)) @ y
             out[row] = np.linalg.solve(system, y.T @ confidence)
-        return out
 
     def _score(self, requests: Histories) -> FloatArray:
+        users = self.user_factors(requests)
         with single_blas_thread_if_small(len(requests)):
-            return self.user_factors(requests) @ self.item_factors_.T
+            return users @ self.item_factors_.T
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"item_factors": self.item_factors_}
