@@ -141,11 +141,12 @@ SCORES = np.linspace(1.0, 0.3, 8).astype(np.float32)
 def _rules(**settings: object) -> RuleSet:
     base = {"in_stock_only": False, "dedupe": False}
     ids = IdMap("item", CATALOG["item_id"])
-    return RuleSet(RuleSettings(**{**base, **settings}), CatalogView.of(CATALOG, 8), ids)
+    return RuleSet(RuleSettings.model_validate({**base, **settings}), CatalogView.of(CATALOG, 8), ids)
 
 
 def _apply(rules: RuleSet, k: int = 8, filters: ListFilters | None = None) -> list[int]:
-    return rules.apply(ORDER, SCORES, k, filters)[0].tolist()
+    items: list[int] = rules.apply(ORDER, SCORES, k, filters)[0].tolist()
+    return items
 
 
 def test_in_stock_only_drops_sold_out_items_and_keeps_unknown_stock() -> None:

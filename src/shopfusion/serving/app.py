@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.fastpath import CachedListMiddleware
 from shopfusion.serving.gate import ModelGate
@@ -36,7 +37,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     """``searcher_loader`` opens ``ARTIFACT/search``; tests pass a fake one."""
     service = Service(settings, searcher_loader)
     metrics = Metrics()
-    loop_lag = LoopLag()
+    loop_lag = LoopLag(DelayShedder(settings.loop_delay_target_ms / 1000))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -48,7 +49,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
             warming = asyncio.create_task(
                 asyncio.to_thread(service.warm, service.model, settings.warm_users, settings.warm_items)
             )
-        background = [asyncio.create_task(loop_lag.run())] if settings.max_loop_lag_ms > 0 else []
+        background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
         if settings.reload_poll_s > 0:
             background.append(asyncio.create_task(_poll(service, metrics)))
         try:
@@ -72,7 +73,12 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    app.state.gate = gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.gate = gate = ModelGate(
+        settings.model_workers,
+        settings.max_model_queue,
+        metrics,
+        DelayShedder(settings.model_delay_target_ms / 1000),
+    )
     app.state.batcher = MicroBatcher[FeedRequest, Ranked](
         service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
     )
@@ -81,6 +87,8 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     )
     app.state.keyring = KeyRing(settings.read_key_hashes, ingest, settings.admin_key_hashes)
     _bind_metrics(metrics, service)
+    metrics.bind(metrics.shed_probability.labels("loop"), lambda: loop_lag.shedder.p)
+    metrics.bind(metrics.shed_probability.labels("model"), lambda: gate.shedder.p)
 
     @app.exception_handler(NotReadyError)
     async def not_ready(_request: Request, exc: NotReadyError) -> JSONResponse:
@@ -105,8 +113,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
-        loop_lag=loop_lag,
-        max_loop_lag_s=settings.max_loop_lag_ms / 1000,
+        shedder=loop_lag.shedder,
     )
     return app
 
@@ -118,6 +125,7 @@ def _bind_metrics(metrics: Metrics, service: Service) -> None:
     metrics.bind(metrics.event_lag, lambda: service.last_event_lag_s)
     metrics.bind(metrics.events, lambda: service.events_received)
     metrics.bind(metrics.reload_failures, lambda: service.reload_failures)
+    metrics.bind(metrics.precomputed, lambda: service.precomputed)
 
 
 async def _poll(service: Service, metrics: Metrics) -> None:

@@ -54,11 +54,16 @@ class LRUCache(Generic[V]):
             while len(self._data) > self.capacity:
                 self._data.popitem(last=False)
 
-    def drop_user(self, user: str) -> None:
-        """Forget every entry computed for ``user`` (their history just changed)."""
+    def drop_user(self, user: str) -> list[Hashable]:
+        """Forget every entry computed for ``user`` (their history just changed); returns the keys
+        that were still cached."""
         with self._lock:
-            for key in self._by_user.pop(user, set()):
-                self._data.pop(key, None)
+            keys = self._by_user.pop(user, set())
+            return [key for key in keys if self._data.pop(key, None) is not None]
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._data.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -65,15 +65,19 @@ class ServiceSettings(BaseSettings):
     # Admission control: requests served at once (a coarse bound on everything); the excess gets
     # 503 at once instead of queueing.
     max_in_flight: int = Field(default=256, gt=0)
-    # ... and while the event loop runs this many milliseconds late (CPU saturated: requests queue
-    # before the app sees them), new requests get 503 at once too. 0 turns this off.
-    max_loop_lag_ms: float = Field(default=25.0, ge=0)
+    # ... and when the event loop runs later than this many milliseconds (the CPU is saturated and
+    # requests queue before the app sees them), a growing fraction of new requests gets 503 at
+    # once, enough to hold the loop's delay near this target (serving.admission). 0 turns it off.
+    loop_delay_target_ms: float = Field(default=10.0, ge=0)
     # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings
     # (fewer with batching: a batch of n costs far less than n single scorings).
     max_model_queue: int = Field(default=64, gt=0)
+    # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
+    # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
+    model_delay_target_ms: float = Field(default=100.0, ge=0)
     # Micro-batching of recommendations and similar items: cache misses arriving within this many
     # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
     # max_batch 1 scores every request alone.
