@@ -239,3 +239,23 @@ def test_a_feed_computed_from_a_history_that_changed_meanwhile_is_not_cached(cli
     service.history = read_history
     assert ranked.items.size  # the request itself is answered ...
     assert service.cache.get(service.recommend_key(service.model, "u0005", 10, None)) is None  # not cached
+
+
+def test_events_and_erasures_written_by_another_process_reach_this_one(client_factory: ClientFactory) -> None:
+    """Two services on one store, as the workers of ``serve --workers 2`` are."""
+    here = client_factory(event_sync_s=0)
+    there = client_factory(event_sync_s=0)
+    mine, theirs = here.app.state.service, there.app.state.service  # type: ignore[attr-defined]
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is False
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is True
+    clicks = [_click("u0007", "tv-002"), _click("u0007", "tv-003")]
+    assert there.post("/v1/events", json={"events": clicks}, headers=INGEST).status_code == 202
+    assert mine.online_history_length("u0007") == 0
+    assert mine.sync_events() == 2 and mine.online_history_length("u0007") == 2
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is False  # dropped
+    assert theirs.sync_events() == 0 and theirs.online_history_length("u0007") == 2  # not twice
+    assert mine.sync_events() == 0
+    assert there.delete("/v1/users/u0007", headers=ADMIN).status_code == 200
+    mine.sync_events()
+    assert mine.online_history_length("u0007") == 0
+    assert mine.history(mine.model, "u0007") == []  # erased here too: a stranger

@@ -52,6 +52,8 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
         if settings.reload_poll_s > 0:
             background.append(asyncio.create_task(_poll(service, metrics)))
+        if settings.event_sync_s > 0:
+            background.append(asyncio.create_task(_sync(service)))
         try:
             yield
         finally:
@@ -126,6 +128,27 @@ def _bind_metrics(metrics: Metrics, service: Service) -> None:
     metrics.bind(metrics.events, lambda: service.events_received)
     metrics.bind(metrics.reload_failures, lambda: service.reload_failures)
     metrics.bind(metrics.precomputed, lambda: service.precomputed)
+
+
+async def _sync(service: Service) -> None:
+    """Apply what other processes wrote to the shared event store (see :meth:`Service.sync_events`)."""
+    while True:
+        await asyncio.sleep(service.settings.event_sync_s)
+        try:
+            await asyncio.to_thread(service.sync_events)
+        except Exception:  # a locked or busy store: the next round catches up
+            log.exception("reading other workers' events failed; retrying")
+
+
+def app_from_env() -> FastAPI:
+    """The app on settings from ``SHOPFUSION_*`` alone: what each worker process of
+    ``shopfusion serve --workers N`` builds (uvicorn imports it by name in every worker)."""
+    configure_logging()  # a spawned worker does not inherit the parent's logging set-up
+    return create_app(ServiceSettings())
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def _poll(service: Service, metrics: Metrics) -> None:

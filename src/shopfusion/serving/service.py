@@ -105,6 +105,11 @@ class Service:
         self._changes: dict[str, int] = {}
         self._online_lock = threading.Lock()
         self.precomputed = 0  # lists cached by :meth:`warm` so far (stats and metrics read it)
+        # Tailing the shared event log (:meth:`sync_events`): read up to here; our own writes.
+        self._synced = 0
+        self._own: set[int] = set()
+        self._log_lock = threading.Lock()  # our write and its record in _own are one step for sync
+        self._erased_mtime = 0.0
         self._erased: set[str] = set()
         self.stopping = False  # set at shutdown: background work ends early
 
@@ -117,8 +122,10 @@ class Service:
     def start(self) -> None:
         self.reload(self.settings.artifact)
         self.store = SQLiteStore(self.settings.store_path)
+        self._synced = self.store.max_sequence()
         if self._erased_file.exists():
             self._erased = set(self._erased_file.read_text().split())
+            self._erased_mtime = self._erased_file.stat().st_mtime
 
     def close(self) -> None:
         if self.store is not None:
@@ -411,13 +418,12 @@ class Service:
         ]
         if self.store is None:
             raise NotReadyError("the event store is not open yet; retry in a moment")
-        seq = self.store.append_events(stored)
+        with self._log_lock:
+            seq = self.store.append_events(stored)
+            with self._online_lock:
+                self._own.update(range(seq - len(stored) + 1, seq + 1))  # one transaction: consecutive
+                self._apply(stored)
         now = time.time()
-        with self._online_lock:
-            for event in stored:
-                if event.item_id is not None and event.type in _BEHAVIOUR:
-                    self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
-                self._changes[event.user_id] = self._changes.get(event.user_id, 0) + 1
         stale: list[FeedRequest] = []
         for user_id in {e.user_id for e in events}:
             for key in self.cache.drop_user(self.pseudonymize(user_id)):
@@ -428,6 +434,51 @@ class Service:
             self.last_event_lag_s = max(0.0, now - max(e.timestamp.timestamp() for e in stored))
         self.events_received += len(stored)
         return Ingested(seq, stale)
+
+    def _apply(self, stored: Sequence[Event]) -> None:
+        """Add stored (pseudonymous) events to the online histories; the caller holds the lock."""
+        for event in stored:
+            if event.item_id is not None and event.type in _BEHAVIOUR:
+                self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
+            self._changes[event.user_id] = self._changes.get(event.user_id, 0) + 1
+
+    def sync_events(self, limit: int = 1000) -> int:
+        """Apply the events other processes wrote to the shared store since the last call (another
+        ``serve --workers`` worker, another server on the same file), and the erasures they made:
+        online histories grow and the shoppers' cached lists are dropped, as if posted here.
+        Returns how many events were applied. Called every ``EVENT_SYNC_S`` by the app."""
+        if self.store is None:
+            return 0
+        applied = 0
+        while True:
+            with self._log_lock:
+                rows = self.store.events_after(self._synced, limit)
+                if not rows:
+                    break
+                with self._online_lock:
+                    foreign = [event for seq, event in rows if seq not in self._own]
+                    self._own.difference_update(seq for seq, _ in rows)
+                    self._apply(foreign)
+                self._synced = rows[-1][0]
+            for pseudonym in {event.user_id for event in foreign}:
+                self.cache.drop_user(pseudonym)
+            applied += len(foreign)
+        self._sync_erasures()
+        return applied
+
+    def _sync_erasures(self) -> None:
+        erased = self._erased_file
+        if not erased.exists() or erased.stat().st_mtime == self._erased_mtime:
+            return
+        self._erased_mtime = erased.stat().st_mtime
+        with self._online_lock:
+            new = set(erased.read_text().split()) - self._erased
+            self._erased |= new
+            for pseudonym in new:
+                self._online.pop(pseudonym, None)
+                self._changes[pseudonym] = self._changes.get(pseudonym, 0) + 1
+        for pseudonym in new:
+            self.cache.drop_user(pseudonym)
 
     def erase_user(self, user_id: str) -> int:
         """Remove the shopper's stored events and online state; returns how many events went."""

@@ -92,6 +92,9 @@ class ServiceSettings(BaseSettings):
     # ... and the similar items of this many most popular products (0: off).
     warm_items: int = Field(default=0, ge=0)
     max_k: int = Field(default=100, gt=0)
+    # Seconds between reads of events (and erasures) that other processes wrote to the same store:
+    # the other workers of `serve --workers N`, or other servers on the file. 0 turns it off.
+    event_sync_s: float = Field(default=0.25, ge=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
     reload_poll_s: float = Field(default=0.0, ge=0)
     # Folder of an evaluation report (report.md, metrics.png) for the dashboard; optional.
