@@ -260,3 +260,25 @@ def test_the_gate_refuses_misses_while_its_shedder_does(gate: ModelGate) -> None
     gate.shedder.p = 0.0
     with gate.admit():
         assert gate.pending == 1
+
+
+def test_exempt_requests_are_never_shed() -> None:
+    shedder = DelayShedder(0.01, draw=lambda: 0.5)
+    shedder.p = 0.95
+    guard = _guard(shedder)
+    guard.exempt = lambda scope: scope["path"] == "/hit"
+    assert [r.status_code for r in _get_all(guard, ["/hit", "/miss", "/hit"])] == [200, 503, 200]
+
+
+def test_the_app_exempts_cache_hits_from_loop_shedding(client_factory: ClientFactory) -> None:
+    client = client_factory(loop_delay_target_ms=1000)
+    guard = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(guard, GuardMiddleware):
+        guard = guard.app
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200  # now cached
+    assert guard.shedder is not None
+    guard.shedder.p, guard.shedder.max_p, guard.shedder.draw = 1.0, 1.0, lambda: 0.5
+    guard.shedder.alpha = guard.shedder.beta = 0.0  # the running monitor must not move p now
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200  # a hit
+    assert client.get("/v1/recommend", params={"user_id": "u0002"}).status_code == 503  # a miss
+    assert client.get("/v1/items/tv-001").status_code == 503  # any other work

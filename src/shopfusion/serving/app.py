@@ -20,7 +20,7 @@ from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
 from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.batcher import MicroBatcher
-from shopfusion.serving.fastpath import CachedListMiddleware
+from shopfusion.serving.fastpath import CachedListMiddleware, PlainLists
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware, LoopLag
 from shopfusion.serving.metrics import Metrics
@@ -107,7 +107,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
-    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K)
+    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K, gate=gate)
     app.add_middleware(
         GuardMiddleware,
         metrics=metrics,
@@ -116,6 +116,9 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
         shedder=loop_lag.shedder,
+        # A cache hit costs about twice its refusal (most of either is HTTP parsing and writing):
+        # refusing hits frees almost no CPU, so only work that costs far more is shed.
+        exempt=PlainLists(service, recommend.MAX_K).is_hit,
     )
     return app
 

@@ -31,6 +31,10 @@ class LRUCache(Generic[V]):
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether ``key`` is cached (a peek: no hit or miss counted, recency unchanged)."""
+        return key in self._data
+
     def get(self, key: Hashable, count_miss: bool = True) -> V | None:
         """The value under ``key`` (now the most recent), or ``None``; ``count_miss=False`` for a
         look that will be repeated on a miss (the repeat counts it)."""

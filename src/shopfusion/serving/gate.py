@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
@@ -26,6 +27,11 @@ from shopfusion.serving.metrics import Metrics
 
 T = TypeVar("T")
 
+#: Set while a request whose shedding draw was already made before routing is served
+#: (:mod:`shopfusion.serving.fastpath` refuses plain misses there, where it is cheaper): the
+#: route's :meth:`ModelGate.admit` then does not draw a second time.
+drawn_early: ContextVar[bool] = ContextVar("shopfusion_drawn_early", default=False)
+
 
 class ModelGate:
     def __init__(
@@ -36,11 +42,19 @@ class ModelGate:
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
+    def refuses(self) -> bool:
+        """Whether a new miss would be refused now (counted as ``model_busy`` when it is); this is
+        the request's one shedding draw."""
+        if self.pending >= self.max_pending or not self.shedder.admit():
+            self.metrics.rejected.labels("model_busy").inc()
+            return True
+        return False
+
     @contextmanager
     def admit(self) -> Iterator[None]:
         """Count the request as pending while the block runs; refuse it (503) when full or when
-        the shedder says so."""
-        if self.pending >= self.max_pending or not self.shedder.admit():
+        the shedder says so (unless its draw was made before routing)."""
+        if self.pending >= self.max_pending or (not drawn_early.get() and not self.shedder.admit()):
             self.metrics.rejected.labels("model_busy").inc()
             raise HTTPException(503, "the model is at capacity; retry shortly", headers={"Retry-After": "1"})
         self.pending += 1

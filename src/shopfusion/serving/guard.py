@@ -22,6 +22,7 @@ import logging
 import math
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,7 +66,8 @@ class LoopLag:
             self.ticks += 1
 
 
-def _prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Message, Message]:
+def prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Message, Message]:
+    """The two ASGI messages of a small JSON error response, to build once and send often."""
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     raw += [(k.encode(), v.encode()) for k, v in headers.items()]
@@ -76,11 +78,11 @@ def _prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Mes
 
 
 #: The overload refusal, built once: it is sent most often exactly when the CPU is short.
-_OVERLOADED = _prerendered(503, "the service is at capacity; retry shortly", {"Retry-After": "1"})
+_OVERLOADED = prerendered(503, "the service is at capacity; retry shortly", {"Retry-After": "1"})
 
 
 async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
-    start, body = _prerendered(status, detail, headers or {})
+    start, body = prerendered(status, detail, headers or {})
     await send(start)
     await send(body)
 
@@ -95,11 +97,14 @@ class GuardMiddleware:
         max_body_bytes: int,
         access_log: bool = True,
         shedder: DelayShedder | None = None,
+        exempt: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app, self.metrics, self.limiter = app, metrics, limiter
         self.max_in_flight, self.max_body_bytes = max_in_flight, max_body_bytes
         self.access_log = access_log
         self.shedder = shedder if shedder is not None and shedder.enabled else None
+        # Requests that cost less to answer than to refuse (cache hits): never shed.
+        self.exempt = exempt
         self.in_flight = 0
         self._overloaded = metrics.rejected.labels("overloaded")
 
@@ -112,7 +117,7 @@ class GuardMiddleware:
             await self.app(scope, receive, send)
             return
         # Cheapest first: under overload most requests end here.
-        if self.in_flight >= self.max_in_flight or (self.shedder is not None and not self.shedder.admit()):
+        if self.in_flight >= self.max_in_flight or self._shed(scope):
             self._overloaded.inc()
             await send(_OVERLOADED[0])
             await send(_OVERLOADED[1])
@@ -132,6 +137,11 @@ class GuardMiddleware:
             )
             return
         await self._serve(scope, receive, send)
+
+    def _shed(self, scope: Scope) -> bool:
+        if self.shedder is None or self.shedder.admit():
+            return False
+        return self.exempt is None or not self.exempt(scope)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.in_flight += 1
