@@ -11,7 +11,8 @@
 # due time); it runs on the same machine, so record the load average (printed with every run).
 #
 # Usage: PYTHONPATH=src SF=.venv/bin bash benchmarks/service_targets.sh ARTIFACT_DIR OUT_DIR [SECONDS]
-# Env: ENDPOINTS (default "recommend search"), RATE_recommend, RATE_search, CONNECTIONS (8),
+# Env: ENDPOINTS (default "recommend search"), RATE_recommend, RATE_search, CONNECTIONS_recommend (8),
+#      CONNECTIONS_search (4),
 #      OPEN_CONNECTIONS (256), WORKERS (serve --workers, default 1), SKIP_WARM=1 / SKIP_MISS=1,
 #      WARM_USERS / WARM_ITEMS (default: all), MAX_LOAD (refuse to start above this 1-minute load
 #      average, default 1.5; 0 skips the check), PORT (8801).
@@ -20,7 +21,11 @@ artifact="$1"; out="$2"; seconds="${3:-15}"
 sf="${SF:-.venv/bin}"
 here="$(cd "$(dirname "$0")" && pwd)"
 port="${PORT:-8801}"; url="http://127.0.0.1:$port"
-connections="${CONNECTIONS:-8}"; open_connections="${OPEN_CONNECTIONS:-256}"
+open_connections="${OPEN_CONNECTIONS:-256}"
+# Closed loop: enough requests outstanding to fill the micro-batches of recommendations; a search
+# is one scoring-thread job, so a few keep both threads busy without a queue for the shedder.
+declare -A connections=([recommend]="${CONNECTIONS_recommend:-8}" [search]="${CONNECTIONS_search:-4}")
+seed=0
 declare -A target=([recommend]="${RATE_recommend:-500}" [search]="${RATE_search:-200}")
 mkdir -p "$out"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -48,13 +53,14 @@ stop_server() {
   kill "$server"; wait "$server" 2>/dev/null || true
 }
 bench() {  # endpoint rate(0: closed) connections json label
+  seed=$((seed + 1))  # a new request mix each run: no run finds the previous run's answers cached
   "$sf/shopfusion" bench load --url "$url" --artifact "$artifact" --endpoint "$1" --rate "$2" \
-    --connections "$3" --duration "$seconds" --warmup 3 --json "$4" > /dev/null
+    --connections "$3" --duration "$seconds" --warmup 3 --seed "$seed" --json "$4" > /dev/null
   echo "$5, load $(load)" >> "$4.labels"
 }
 ok_rps() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))[-1]['ok_rps']))" "$1"; }
 three_runs() {  # endpoint json tag
-  bench "$1" 0 "$connections" "$2" "$1 $3: sustainable (closed loop)"
+  bench "$1" 0 "${connections[$1]}" "$2" "$1 $3: sustainable (closed loop)"
   local sustainable; sustainable=$(ok_rps "$2")
   [ "$3" = warm ] && bench "$1" "${target[$1]}" "$open_connections" "$2" "$1 $3: target rate"
   [ "$3" = miss ] && bench "$1" "$sustainable" "$open_connections" "$2" "$1 $3: at the sustainable rate"

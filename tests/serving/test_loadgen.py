@@ -19,7 +19,7 @@ from shopfusion.serving.loadgen import LoadResult, request_paths, run_load
 
 async def scripted(scope, receive, send):  # type: ignore[no-untyped-def]
     """``/ok`` 200, ``/shed`` 503, ``/boom`` 500, ``/chunked`` a body in three chunks,
-    ``/close`` 200 then closes the connection, ``/slow`` 200 after 100 ms."""
+    ``/close`` 200 then closes the connection, ``/slow`` 200 after 100 ms, ``/slower`` after 1 s."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
@@ -30,8 +30,8 @@ async def scripted(scope, receive, send):  # type: ignore[no-untyped-def]
     headers = [] if path == "/chunked" else [(b"content-length", b"2")]
     if path == "/close":
         headers.append((b"connection", b"close"))
-    if path == "/slow":
-        await asyncio.sleep(0.1)
+    if path in ("/slow", "/slower"):
+        await asyncio.sleep(0.1 if path == "/slow" else 1.0)
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if path == "/chunked":
         for part in (b"ab", b"cd", b""):
@@ -75,14 +75,15 @@ def test_latency_counts_from_the_due_time_when_the_server_falls_behind(server: S
     assert summary["ok_latency_ms"]["p50"] > 500
     assert summary["ok_latency_ms"]["max"] > 1500
     assert summary["send_lag_ms"]["max"] > 1400  # and the report says the client waited
+    assert 95 <= summary["ok_wire_latency_ms"]["p50"] < 250  # the server's share: one /slow
 
 
 def test_closed_loop_keeps_each_connection_busy(server: ServerThread) -> None:
     result = _load(server.url, ["/slow"], rate=None, duration_s=0.5, connections=3)
     summary = result.summary()
     assert summary["mode"] == "closed" and summary["target_rps"] is None
-    assert 12 <= summary["sent"] <= 18  # 3 connections x 5 requests of 100 ms
-    assert summary["ok_latency_ms"]["p50"] == pytest.approx(100, abs=40)
+    assert 9 <= summary["sent"] <= 18  # 3 connections x 5 requests of 100 ms (fewer on a busy box)
+    assert 95 <= summary["ok_latency_ms"]["p50"] < 250
 
 
 def test_warm_up_requests_are_not_counted(server: ServerThread) -> None:
@@ -91,10 +92,8 @@ def test_warm_up_requests_are_not_counted(server: ServerThread) -> None:
 
 
 def test_timeouts_reopen_the_connection_and_stale_requests_are_not_sent(server: ServerThread) -> None:
-    result = _load(server.url, ["/slow", "/ok"], rate=20, duration_s=0.5, connections=1, timeout_s=0.05)
-    assert result.statuses["timeout"] == 5  # every /slow
-    assert result.statuses["200"] == 5  # the connection was reopened for the next one
-    # One connection held by 50 ms timeouts cannot fall 50 ms behind a 50 ms schedule for long.
+    result = _load(server.url, ["/slower", "/ok"], rate=4, duration_s=1.0, connections=1, timeout_s=0.15)
+    assert result.statuses == {"timeout": 2, "200": 2}  # the connection was reopened after each
     assert result.unsent == 0
     jammed = _load(server.url, ["/slow"], rate=200, duration_s=0.3, connections=1, timeout_s=0.15)
     assert jammed.unsent > 30 and jammed.statuses["unsent"] == jammed.unsent

@@ -13,7 +13,9 @@ came back; the throughput reached is the server's capacity at that concurrency.
 Latencies are kept apart by outcome: answered (2xx), shed (429 and 503: the server refusing work
 it cannot do in time) and everything else, so an overload run shows the latency of the admitted
 requests and not a blend with the quick refusals. ``send_lag`` is how late the generator itself
-sent requests (due time to write): when it grows, the generator — not the server — was the limit.
+sent requests (due time to write): when it grows, every connection was busy (the server is slow
+to answer, or there are too few connections) or the generator itself was short of CPU; the
+answered requests' ``wire`` latency (from their actual send) then tells the server's share.
 
 Only what a benchmark of this service needs: ``GET``, HTTP/1.1, ``Content-Length`` or chunked
 bodies, plain ``http://``.
@@ -52,6 +54,9 @@ class LoadResult:
     latencies_shed_s: list[float] = field(default_factory=list)
     latencies_other_s: list[float] = field(default_factory=list)
     send_lag_s: list[float] = field(default_factory=list)
+    # Answered requests timed from their actual send, not their due time: the server's share of
+    # their latency (compare with latencies_ok_s: the difference is time spent waiting to be sent).
+    wire_ok_s: list[float] = field(default_factory=list)
 
     def record(self, status: str, latency_s: float) -> None:
         self.statuses[status] += 1
@@ -84,6 +89,7 @@ class LoadResult:
             "transport_errors": self.statuses.get("error", 0),
             "timeouts": self.statuses.get("timeout", 0),
             "ok_latency_ms": percentiles_ms(self.latencies_ok_s),
+            "ok_wire_latency_ms": percentiles_ms(self.wire_ok_s),
             "shed_latency_ms": percentiles_ms(self.latencies_shed_s),
             "other_latency_ms": percentiles_ms(self.latencies_other_s),
             "send_lag_ms": percentiles_ms(self.send_lag_s),
@@ -235,9 +241,12 @@ async def run_load(
                     conn.close()
                     status = "error"
                 if due >= counted_from:
+                    done = clock()
                     result.sent += 1
                     result.send_lag_s.append(sent_at - due)
-                    result.record(status, clock() - due)
+                    result.record(status, done - due)
+                    if status.startswith("2"):
+                        result.wire_ok_s.append(done - sent_at)
         finally:
             conn.close()
 

@@ -77,12 +77,14 @@ class ServiceSettings(BaseSettings):
     max_model_queue: int = Field(default=64, gt=0)
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
-    model_delay_target_ms: float = Field(default=100.0, ge=0)
+    model_delay_target_ms: float = Field(default=30.0, ge=0)
     # Micro-batching of recommendations and similar items: cache misses arriving within this many
     # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
     # max_batch 1 scores every request alone.
     batch_window_ms: float = Field(default=2.0, ge=0, le=100)
-    max_batch: int = Field(default=32, gt=0, le=512)
+    # 8, not more: bigger batches hold the GIL longer and raise the latency of all who wait
+    # (RESULTS.md, session 4).
+    max_batch: int = Field(default=8, gt=0, le=512)
     # One log line per request (route, status, milliseconds; never ids). Off for load tests.
     access_log: bool = True
     cache_size: int = Field(default=10_000, ge=0)
