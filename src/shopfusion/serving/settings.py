@@ -74,7 +74,9 @@ class ServiceSettings(BaseSettings):
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings
     # (fewer with batching: a batch of n costs far less than n single scorings).
-    max_model_queue: int = Field(default=64, gt=0)
+    # 16 = two batches of 8 per thread: the bound that holds the tail (the delay shedder below
+    # steers the average but sees a queue only once it drains; RESULTS.md, session 4).
+    max_model_queue: int = Field(default=16, gt=0)
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
     model_delay_target_ms: float = Field(default=30.0, ge=0)
