@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The load targets of issue 5 on one artifact, as recorded in RESULTS.md: for each endpoint
 # (recommend, and search when the artifact has a search index)
-#   1. the sustainable rate: closed loop, CONNECTIONS requests outstanding (`bench load --rate 0`);
+#   1. the sustainable rate: closed loop, CONNECTIONS_<endpoint> requests outstanding (`--rate 0`);
 #   2. open loop at the target rate (RATE_recommend 500/s, RATE_search 200/s);
 #   3. open loop at twice the sustainable rate: answered (2xx) and shed (429/503) latency apart,
 #      5xx counted;

@@ -1,8 +1,8 @@
 """The ASGI middleware in front of every route: admission control, rate limits, body size
 limits and request metrics.
 
-Shedding happens here, first and before any other work, so a refusal costs far less than an
-answer: past ``max_in_flight`` concurrent requests the excess gets 503 at once (with
+Shedding happens here, first and before any other work, so a refusal costs as little as the
+ASGI layer allows: past ``max_in_flight`` concurrent requests the excess gets 503 at once (with
 ``Retry-After``), and a client over its rate gets 429.
 
 Requests answered from the cache never wait inside the app, so when they alone saturate the CPU
@@ -12,6 +12,10 @@ steers a :class:`~shopfusion.serving.admission.DelayShedder`, which refuses the 
 requests needed to hold that delay near its target. The refusals are prerendered bytes, sent
 before the headers are even read, so the loop catches up and the admitted requests keep their
 latency while throughput of answered requests stays near what the CPU sustains.
+
+Requests for which ``exempt`` says so — cache hits, which cost only about twice their refusal
+(most of either is HTTP parsing and writing) — are never shed by the delay: refusing them would
+free almost no CPU and only lower goodput (docs/serving.md, "What to shed").
 """
 
 from __future__ import annotations
