@@ -47,7 +47,13 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         if settings.warm_users or settings.warm_items:
             # Not awaited: the service is ready at once and serves while the cache fills.
             warming = asyncio.create_task(
-                asyncio.to_thread(service.warm, service.model, settings.warm_users, settings.warm_items)
+                asyncio.to_thread(
+                    service.warm,
+                    service.model,
+                    settings.warm_users,
+                    settings.warm_items,
+                    busy=lambda: gate.pending > 0,
+                )
             )
         background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
         if settings.reload_poll_s > 0:

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -105,6 +105,7 @@ class Service:
         self._changes: dict[str, int] = {}
         self._online_lock = threading.Lock()
         self.precomputed = 0  # lists cached by :meth:`warm` so far (stats and metrics read it)
+        self.warming_since: float | None = None  # time.monotonic() while :meth:`warm` runs
         # Tailing the shared event log (:meth:`sync_events`): read up to here; our own writes.
         self._synced = 0
         self._own: set[int] = set()
@@ -311,11 +312,43 @@ class Service:
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
 
-    def warm(self, model: LoadedModel, n_users: int, n_items: int = 0, k: int = 10, batch: int = 32) -> int:
+    def warming(self, budget_s: float) -> bool:
+        """Whether :meth:`warm` has been running for less than ``budget_s`` seconds."""
+        since = self.warming_since
+        return since is not None and time.monotonic() - since < budget_s
+
+    def warm(
+        self,
+        model: LoadedModel,
+        n_users: int,
+        n_items: int = 0,
+        k: int = 10,
+        batch: int = 32,
+        busy: Callable[[], bool] | None = None,
+        yield_s: float = 0.05,
+    ) -> int:
         """Precompute into the cache the default feed (``k`` items, no filters) of the ``n_users``
         most active known shoppers, then the similar items of the ``n_items`` most popular products,
-        in batches (scoring a batch costs far less per list than one at a time). Stops early when a
-        newer model is swapped in or the service stops. Returns how many lists were cached."""
+        in batches (scoring a batch costs far less per list than one at a time). Before each batch
+        it waits up to ``yield_s`` while ``busy()`` (live requests wait for the model: they go
+        first). Stops early when a newer model is swapped in or the service stops. Returns how
+        many lists were cached."""
+        self.warming_since = time.monotonic()
+        try:
+            return self._warm(model, n_users, n_items, k, batch, busy, yield_s)
+        finally:
+            self.warming_since = None
+
+    def _warm(
+        self,
+        model: LoadedModel,
+        n_users: int,
+        n_items: int,
+        k: int,
+        batch: int,
+        busy: Callable[[], bool] | None,
+        yield_s: float,
+    ) -> int:
         artifact = model.artifact
         lengths = artifact.histories.lengths()
         rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
@@ -335,6 +368,9 @@ class Service:
         for start in range(0, len(requests), batch):
             if self._model is not model or self.stopping:
                 break
+            deadline = time.monotonic() + yield_s
+            while busy is not None and busy() and time.monotonic() < deadline:
+                time.sleep(0.002)
             results = self.rank_batch(requests[start : start + batch])
             done += sum(isinstance(result, Ranked) for result in results)
             self.precomputed = done

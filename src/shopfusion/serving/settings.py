@@ -95,6 +95,9 @@ class ServiceSettings(BaseSettings):
     warm_users: int = Field(default=0, ge=0)
     # ... and the similar items of this many most popular products (0: off).
     warm_items: int = Field(default=0, ge=0)
+    # /readyz answers 503 ("warming") while that precomputation runs, for at most this many
+    # seconds, so a load balancer sends traffic to a warm instance; 0: ready once loaded.
+    warm_ready_s: float = Field(default=0.0, ge=0)
     max_k: int = Field(default=100, gt=0)
     # Seconds between reads of events (and erasures) that other processes wrote to the same store:
     # the other workers of `serve --workers N`, or other servers on the file. 0 turns it off.
