@@ -1,73 +1,93 @@
 #!/usr/bin/env bash
-# The load targets of issue 5 (recommendations, similar items, overload) on one artifact, as
-# recorded in RESULTS.md. Needs wrk. One `shopfusion serve` process, access log off, rate limits
-# raised (the generator is one client); the generators run on the same machine.
-#   1. every known shopper's feed and every product's similar items precomputed at start-up
-#      (SHOPFUSION_WARM_USERS / WARM_ITEMS), then wrk closed loop and the open-loop generator at
-#      RATE and 2 x RATE requests/s;
-#   2. cache off: every request scored by the model (micro-batched), open loop at MISS_RATE and
-#      2 x MISS_RATE.
+# The load targets of issue 5 on one artifact, as recorded in RESULTS.md: for each endpoint
+# (recommend, and search when the artifact has a search index)
+#   1. the sustainable rate: closed loop, CONNECTIONS_<endpoint> requests outstanding (`--rate 0`);
+#   2. open loop at the target rate (RATE_recommend 500/s, RATE_search 200/s);
+#   3. open loop at twice the sustainable rate: answered (2xx) and shed (429/503) latency apart,
+#      5xx counted;
+# on a server with every known shopper's feed precomputed (WARM_USERS / WARM_ITEMS), then the same
+# three for recommend with the cache off (every request scored by the model). All load comes from
+# `shopfusion bench load` (raw asyncio sockets, keep-alive connections, latency from each request's
+# due time); it runs on the same machine, so record the load average (printed with every run).
+#
 # Usage: PYTHONPATH=src SF=.venv/bin bash benchmarks/service_targets.sh ARTIFACT_DIR OUT_DIR [SECONDS]
-# Env: RATE (default 500), MISS_RATE (default 50), SKIP_WARM=1 / SKIP_MISS=1 to run one part only,
-# WARM_USERS / WARM_ITEMS (default: every user / item of the artifact).
+# Env: ENDPOINTS (default "recommend search"), RATE_recommend, RATE_search, CONNECTIONS_recommend (8),
+#      CONNECTIONS_search (4),
+#      OPEN_CONNECTIONS (256), WORKERS (serve --workers, default 1), SKIP_WARM=1 / SKIP_MISS=1,
+#      WARM_USERS / WARM_ITEMS (default: all), MAX_LOAD (refuse to start above this 1-minute load
+#      average, default 1.5; 0 skips the check), PORT (8801).
 set -euo pipefail
-artifact="$1"; out="$2"; seconds="${3:-20}"
+artifact="$1"; out="$2"; seconds="${3:-15}"
 sf="${SF:-.venv/bin}"
 here="$(cd "$(dirname "$0")" && pwd)"
-rate="${RATE:-500}"; miss_rate="${MISS_RATE:-50}"
+port="${PORT:-8801}"; url="http://127.0.0.1:$port"
+open_connections="${OPEN_CONNECTIONS:-256}"
+# Closed loop: enough requests outstanding to fill the micro-batches of recommendations; a search
+# is one scoring-thread job, so a few keep both threads busy without a queue for the shedder.
+declare -A connections=([recommend]="${CONNECTIONS_recommend:-8}" [search]="${CONNECTIONS_search:-4}")
+seed=0
+declare -A target=([recommend]="${RATE_recommend:-500}" [search]="${RATE_search:-200}")
 mkdir -p "$out"
-export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000
+load() { cut -d' ' -f1-3 /proc/loadavg; }
+if [ "${MAX_LOAD:-1.5}" != 0 ] && awk -v l="$(cut -d' ' -f1 /proc/loadavg)" -v m="${MAX_LOAD:-1.5}" 'BEGIN{exit !(l > m)}'; then
+  echo "load average $(load) is above MAX_LOAD=${MAX_LOAD:-1.5}: the figures would measure the other tenants; not running" >&2
+  exit 2
+fi
+export SHOPFUSION_RATE_LIMIT_PER_S=1000000 SHOPFUSION_RATE_LIMIT_BURST=1000000  # one client: the generator
 export SHOPFUSION_PSEUDONYM_SECRET=bench SHOPFUSION_ACCESS_LOG=false
 n_users=${WARM_USERS:-$(wc -l < "$artifact/users.txt")}; n_items=${WARM_ITEMS:-$(wc -l < "$artifact/items.txt")}
+endpoints="${ENDPOINTS:-recommend search}"
+[ -d "$artifact/search" ] || endpoints="${endpoints//search/}"
 
-start_server() {  # $1 port, rest: env assignments
-  local port="$1"; shift
-  log="$out/server-$port.log"
-  env "$@" "$sf/shopfusion" serve --artifact "$artifact" --port "$port" --store "$(mktemp -d)/events.db" \
-    > "$log" 2>&1 &
+start_server() {  # env assignments
+  log="$out/server-$(date +%s).log"
+  env "$@" "$sf/shopfusion" serve --artifact "$artifact" --port "$port" --workers "${WORKERS:-1}" \
+    --store "$(mktemp -d)/events.db" > "$log" 2>&1 &
   server=$!
-  for _ in $(seq 1 240); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && return; sleep 0.5; done
+  for _ in $(seq 1 240); do curl -sf "$url/readyz" >/dev/null && return; sleep 0.5; done
   echo "server did not start" >&2; exit 1
 }
 stop_server() {
-  curl -s "http://127.0.0.1:$1/metrics" | grep -E '^shopfusion_(cache_hit_rate|errors_total|rejected_total)' || true
-  echo "server RSS: $(ps -o rss= -p "$server") kB"
+  curl -s "$url/metrics" | grep -E '^shopfusion_(cache_hit_rate|errors_total|rejected_total)' || true
+  echo "server RSS: $(ps -o rss= -p "$server") kB (the first worker's parent with --workers)"
   kill "$server"; wait "$server" 2>/dev/null || true
 }
-run_wrk() {  # $1 url, $2 connections, $3 endpoint, $4 ids file
-  wrk -t1 -c"$2" -d"${seconds}s" --latency -s "$here/wrk_paths.lua" "$1" -- "$3" "$4" \
-    | grep -E "Requests/sec|50%|90%|99%|Non-2xx|Socket errors"
+bench() {  # endpoint rate(0: closed) connections json label
+  seed=$((seed + 1))  # a new request mix each run: no run finds the previous run's answers cached
+  "$sf/shopfusion" bench load --url "$url" --artifact "$artifact" --endpoint "$1" --rate "$2" \
+    --connections "$3" --duration "$seconds" --warmup 3 --seed "$seed" --json "$4" > /dev/null
+  echo "$5, load $(load)" >> "$4.labels"
 }
-open_loop() {  # $1 url, $2 endpoint, $3 rate, $4 json file
-  echo "-- open loop: $2 at $3 requests/s for ${seconds} s (after 3 s of warm-up at that rate)"
-  "$sf/shopfusion" bench load --url "$1" --artifact "$artifact" --endpoint "$2" --rate "$3" \
-    --duration "$seconds" --json "$4" > /dev/null
-  python3 -c "import json,sys; print(json.dumps(json.load(open(sys.argv[1]))[-1]))" "$4"
+ok_rps() { python3 -c "import json,sys; print(int(json.load(open(sys.argv[1]))[-1]['ok_rps']))" "$1"; }
+three_runs() {  # endpoint json tag
+  bench "$1" 0 "${connections[$1]}" "$2" "$1 $3: sustainable (closed loop)"
+  local sustainable; sustainable=$(ok_rps "$2")
+  [ "$3" = warm ] && bench "$1" "${target[$1]}" "$open_connections" "$2" "$1 $3: target rate"
+  [ "$3" = miss ] && bench "$1" "$sustainable" "$open_connections" "$2" "$1 $3: at the sustainable rate"
+  bench "$1" $((2 * sustainable)) "$open_connections" "$2" "$1 $3: 2x sustainable"
+}
+report() {  # json
+  [ -f "$1" ] || return 0
+  mapfile -t labels < "$1.labels"
+  python3 "$here/load_rows.py" "$1" "${labels[@]}"
 }
 
 if [ "${SKIP_WARM:-0}" != 1 ]; then
-  echo "== 1. precomputed: $n_users feeds and $n_items similar-item lists"
-  start_server 8801 SHOPFUSION_WARM_USERS="$n_users" SHOPFUSION_WARM_ITEMS="$n_items" \
+  echo "== precomputed: $n_users feeds and $n_items similar-item lists (load $(load))"
+  start_server SHOPFUSION_WARM_USERS="$n_users" SHOPFUSION_WARM_ITEMS="$n_items" \
     SHOPFUSION_CACHE_SIZE=$((n_users + n_items + 1000))
   started=$(date +%s)
   for _ in $(seq 1 3600); do grep -q "precomputed" "$log" && break; sleep 1; done
-  echo "$(grep -o 'precomputed.*' "$log") in $(( $(date +%s) - started )) s; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  for endpoint in recommend similar; do
-    ids="$artifact/users.txt"; [ "$endpoint" = similar ] && ids="$artifact/items.txt"
-    echo "-- wrk closed loop: $endpoint, 8 connections"; run_wrk http://127.0.0.1:8801 8 "$endpoint" "$ids"
-  done
-  for endpoint in recommend similar; do
-    for r in "$rate" $((2 * rate)); do open_loop http://127.0.0.1:8801 "$endpoint" "$r" "$out/warm.json"; done
-  done
-  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  stop_server 8801
+  echo "$(grep -o 'precomputed.*' "$log" | head -1) in $(( $(date +%s) - started )) s (load $(load))"
+  for endpoint in $endpoints; do three_runs "$endpoint" "$out/warm.json" warm; done
+  stop_server
+  report "$out/warm.json"
 fi
 
 if [ "${SKIP_MISS:-0}" != 1 ]; then
-  echo "== 2. cache off: every request scored by the model, in micro-batches"
-  start_server 8802 SHOPFUSION_CACHE_SIZE=0
-  echo "-- wrk closed loop: recommend, 8 connections"; run_wrk http://127.0.0.1:8802 8 recommend "$artifact/users.txt"
-  for r in "$miss_rate" $((2 * miss_rate)); do open_loop http://127.0.0.1:8802 recommend "$r" "$out/miss.json"; done
-  echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  stop_server 8802
+  echo "== cache off: every recommendation scored by the model, in micro-batches (load $(load))"
+  start_server SHOPFUSION_CACHE_SIZE=0
+  three_runs recommend "$out/miss.json" miss
+  stop_server
+  report "$out/miss.json"
 fi

@@ -261,7 +261,9 @@ def test_rendered_lists_match_the_item_list_schema(service: Service) -> None:
 
 def test_concurrent_http_requests_are_scored_in_batches(sample_artifact: Path, tmp_path: Path) -> None:
     users = [f"u{n:04d}" for n in range(1, 25)]
-    settings = make_settings(sample_artifact, tmp_path, batch_window_ms=20.0, max_batch=64)
+    settings = make_settings(
+        sample_artifact, tmp_path, batch_window_ms=20.0, max_batch=64, max_model_queue=64
+    )
     app = create_app(settings)
     with ServerThread(app) as server:
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from fastapi.testclient import TestClient
 from serving_support import READ_KEY, ClientFactory
@@ -82,3 +84,32 @@ def test_fast_hits_count_in_the_metrics_and_a_miss_counts_once(client: TestClien
     assert (service.cache.hits, service.cache.misses) == (1, 1)
     metrics = client.get("/metrics").text
     assert 'shopfusion_requests_total{route="/v1/recommend",status="200"} 2.0' in metrics
+
+
+def test_a_plain_miss_the_model_would_refuse_is_refused_before_routing(client: TestClient) -> None:
+    fast = _fast(client)
+    gate = client.app.state.gate  # type: ignore[attr-defined]
+    draws: list[float] = []
+
+    def draw(value: float) -> Callable[[], float]:
+        def made() -> float:
+            draws.append(value)
+            return value
+
+        return made
+
+    gate.shedder.target_s, gate.shedder.p = 0.1, 0.5  # shedding on, half refused
+    gate.shedder.draw = draw(0.2)
+    refused = client.get("/v1/recommend", params={"user_id": "u0011"})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert fast.refused == 1 and len(draws) == 1 and gate.pending == 0
+    assert gate.metrics.rejected.labels("model_busy")._value.get() == 1
+    gate.shedder.draw = draw(0.9)
+    admitted = client.get("/v1/recommend", params={"user_id": "u0011"})
+    assert admitted.status_code == 200 and not admitted.json()["cached"]
+    assert len(draws) == 2  # one draw per request: the route did not draw again
+    filtered = client.get("/v1/recommend", params={"user_id": "u0011", "category": "TVs"})
+    assert filtered.status_code == 200 and len(draws) == 3  # not a plain request: the route drew
+    gate.shedder.p = 0.0
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_requests_total{route="/v1/recommend",status="503"} 1.0' in metrics

@@ -1,16 +1,134 @@
-"""Shedding when the event loop itself is the queue: cache hits saturate the CPU."""
+"""Graded shedding: the delay controller with a fake clock, a simulated overloaded queue, the
+guard's cheap refusals, the loop-lag monitor and the model gate."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import httpx
+import pytest
+from fastapi import HTTPException
 from serving_support import ClientFactory
 
+from shopfusion.serving.admission import DelayShedder
+from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware, LoopLag
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.security import RateLimiter
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _shedder(
+    target_s: float = 0.010, alpha: float = 8.0, beta: float = 0.2
+) -> tuple[DelayShedder, FakeClock]:
+    clock = FakeClock()
+    return DelayShedder(target_s, alpha=alpha, beta=beta, clock=clock), clock
+
+
+def _feed(shedder: DelayShedder, clock: FakeClock, delay_s: float, ticks: int, dt: float = 0.005) -> None:
+    for _ in range(ticks):
+        clock.now += dt
+        shedder.observe(delay_s)
+
+
+def test_no_shedding_while_the_delay_stays_below_target() -> None:
+    shedder, clock = _shedder()
+    _feed(shedder, clock, 0.004, ticks=1000)
+    assert shedder.p == 0.0
+    assert all(shedder.admit() for _ in range(100))
+
+
+def test_the_share_refused_grows_while_the_delay_stays_above_target_and_falls_after() -> None:
+    shedder, clock = _shedder()
+    seen = []
+    for _ in range(10):
+        _feed(shedder, clock, 0.020, ticks=2)
+        seen.append(shedder.p)
+    assert seen == sorted(seen) and 0 < seen[0] < seen[-1]  # graded: it climbs step by step
+    assert seen[-1] == shedder.max_p  # and saturates: a trickle is still admitted
+    _feed(shedder, clock, 0.0, ticks=1)
+    assert shedder.p < seen[-1]
+    _feed(shedder, clock, 0.0, ticks=40)  # 200 ms without a queue
+    assert shedder.p == 0.0
+
+
+def test_the_integral_step_is_proportional_to_time_and_excess_delay() -> None:
+    # alpha 8: a delay of twice the target raises p by 8 * (excess / target) per second.
+    shedder, clock = _shedder(alpha=8.0, beta=0.0)
+    _feed(shedder, clock, 0.020, ticks=1, dt=0.010)
+    assert shedder.p == pytest.approx(0.08)
+    _feed(shedder, clock, 0.030, ticks=1, dt=0.005)
+    assert shedder.p == pytest.approx(0.08 + 0.08)
+    # A long pause between samples counts as at most 100 ms.
+    _feed(shedder, clock, 0.015, ticks=1, dt=5.0)
+    assert shedder.p == pytest.approx(0.16 + 0.4)
+
+
+def test_a_growing_delay_is_answered_before_it_exceeds_the_target() -> None:
+    shedder, clock = _shedder(alpha=8.0, beta=0.2)
+    _feed(shedder, clock, 0.000, ticks=1)
+    _feed(shedder, clock, 0.008, ticks=1)  # below target, but rising fast
+    assert shedder.p > 0.1
+
+
+def test_admission_draws_against_p() -> None:
+    draws = iter([0.1, 0.5, 0.9])
+    shedder = DelayShedder(0.01, draw=lambda: next(draws))
+    shedder.p = 0.5
+    assert [shedder.admit() for _ in range(3)] == [False, True, True]
+
+
+def test_a_zero_target_never_sheds() -> None:
+    shedder, clock = _shedder(target_s=0.0)
+    _feed(shedder, clock, 10.0, ticks=100)
+    assert not shedder.enabled and shedder.p == 0.0 and shedder.admit()
+    with pytest.raises(ValueError, match="target_s"):
+        DelayShedder(-1.0)
+
+
+def _simulate(offered_per_tick: float, shed: bool) -> tuple[float, float, float]:
+    """A server that does 10 requests per 1 ms tick behind a FIFO: offered load arrives, the
+    shedder admits its share, the queue drains. Returns (goodput per tick, queue delay in ms,
+    p), averaged over the last second of 3."""
+    shedder, clock = _shedder(target_s=0.010)
+    capacity, queue = 10.0, 0.0
+    good, delays, ps = [], [], []
+    for tick in range(3000):
+        clock.now += 0.001
+        admitted = offered_per_tick * (1 - shedder.p if shed else 1.0)
+        queue += admitted
+        served = min(queue, capacity)
+        queue -= served
+        delay_s = queue / capacity * 0.001  # what a request arriving now would wait
+        shedder.observe(delay_s)
+        if tick >= 2000:
+            good.append(served)
+            delays.append(delay_s * 1000)
+            ps.append(shedder.p)
+    return sum(good) / len(good), sum(delays) / len(delays), sum(ps) / len(ps)
+
+
+def test_at_twice_the_capacity_the_excess_is_refused_and_the_delay_held_near_target() -> None:
+    goodput, delay_ms, p = _simulate(offered_per_tick=20.0, shed=True)
+    assert goodput == pytest.approx(10.0, rel=0.05)  # goodput stays at capacity
+    assert 5.0 <= delay_ms <= 15.0  # the queueing delay settles around the 10 ms target
+    assert p == pytest.approx(0.5, abs=0.05)  # exactly the excess is refused
+    _, unshed_delay_ms, _ = _simulate(offered_per_tick=20.0, shed=False)
+    assert unshed_delay_ms > 500  # without it the queue grows by the excess every tick
+
+
+def test_below_capacity_nothing_is_refused() -> None:
+    goodput, delay_ms, p = _simulate(offered_per_tick=8.0, shed=True)
+    assert goodput == pytest.approx(8.0) and delay_ms == 0.0 and p == 0.0
 
 
 async def _ok_app(scope, receive, send):  # type: ignore[no-untyped-def]
@@ -18,73 +136,149 @@ async def _ok_app(scope, receive, send):  # type: ignore[no-untyped-def]
     await send({"type": "http.response.body", "body": b"ok"})
 
 
-def _guard(lag: LoopLag, max_loop_lag_s: float) -> GuardMiddleware:
+def _guard(shedder: DelayShedder | None, max_in_flight: int = 100) -> GuardMiddleware:
     return GuardMiddleware(
         _ok_app,
         Metrics(),
         RateLimiter(1000, 1000),
-        max_in_flight=100,
+        max_in_flight=max_in_flight,
         max_body_bytes=1000,
-        loop_lag=lag,
-        max_loop_lag_s=max_loop_lag_s,
+        shedder=shedder,
     )
 
 
-def test_loop_lag_measures_a_blocked_loop_and_recovers() -> None:
-    lag = LoopLag(interval_s=0.005)
+def _get_all(guard: GuardMiddleware, paths: list[str]) -> list[httpx.Response]:
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t") as http:
+            return [await http.get(path) for path in paths]
 
-    async def run() -> tuple[float, float]:
+    return asyncio.run(run())
+
+
+def test_the_guard_refuses_what_the_shedder_refuses_with_503_and_retry_after() -> None:
+    draws = iter([0.2, 0.7, 0.2])
+    shedder = DelayShedder(0.01, draw=lambda: next(draws))
+    shedder.p = 0.5
+    guard = _guard(shedder)
+    responses = _get_all(guard, ["/v1/recommend", "/v1/recommend", "/readyz", "/v1/search"])
+    assert [r.status_code for r in responses] == [503, 200, 200, 503]  # probes are never shed
+    assert responses[0].headers["retry-after"] == "1"
+    assert responses[0].json() == {"detail": "the service is at capacity; retry shortly"}
+    assert guard.metrics.rejected.labels("overloaded")._value.get() == 2
+
+
+def test_a_disabled_shedder_is_not_consulted() -> None:
+    shedder = DelayShedder(0.0)
+    shedder.p = 1.0
+    guard = _guard(shedder)
+    assert guard.shedder is None
+    assert _get_all(guard, ["/v1/recommend"])[0].status_code == 200
+
+
+def test_requests_beyond_max_in_flight_are_refused() -> None:
+    guard = _guard(None, max_in_flight=1)
+    guard.in_flight = 1  # one request being served
+    assert _get_all(guard, ["/v1/recommend"])[0].status_code == 503
+    guard.in_flight = 0
+    assert _get_all(guard, ["/v1/recommend"])[0].status_code == 200
+
+
+class RecordingShedder(DelayShedder):
+    def __init__(self) -> None:
+        super().__init__(0.01)
+        self.samples: list[float] = []
+
+    def observe(self, delay_s: float) -> None:
+        self.samples.append(delay_s)
+        super().observe(delay_s)
+
+
+def _run_monitor(lag: LoopLag, body: float) -> None:
+    async def run() -> None:
         ticker = asyncio.create_task(lag.run())
-        await asyncio.sleep(0.02)
-        time.sleep(0.06)  # the loop is stuck, as when it has more requests than CPU
-        await asyncio.sleep(0.003)
-        blocked = lag.lag_s
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.03)
+        time.sleep(body)  # the loop is stuck, as when it has more requests than CPU
+        await asyncio.sleep(0.03)
         ticker.cancel()
-        return blocked, lag.lag_s
 
-    blocked, recovered = asyncio.run(run())
-    assert blocked > 0.03
-    assert recovered < 0.02
+    asyncio.run(run())
 
 
-def test_requests_are_shed_at_once_while_the_loop_lags() -> None:
-    lag = LoopLag()
-    guard = _guard(lag, max_loop_lag_s=0.02)
-
-    async def statuses() -> list[tuple[int, str | None]]:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t") as http:
-            out = []
-            for lagging in (0.0, 0.05, 0.0):
-                lag.lag_s = lagging
-                response = await http.get("/v1/recommend")
-                out.append((response.status_code, response.headers.get("retry-after")))
-            probe = await http.get("/readyz")  # probes are never shed
-            out.append((probe.status_code, None))
-            return out
-
-    assert asyncio.run(statuses()) == [(200, None), (503, "1"), (200, None), (200, None)]
-    assert guard.metrics.rejected.labels("overloaded")._value.get() == 1
+def test_one_late_tick_is_not_a_standing_queue() -> None:
+    shedder = RecordingShedder()
+    lag = LoopLag(shedder, interval_s=0.005, window=4)
+    _run_monitor(lag, body=0.06)
+    assert lag.ticks > 5
+    assert max(shedder.samples) < 0.03  # the 60 ms stall was seen as lag_s, not fed as a queue
+    assert shedder.p < 0.5
 
 
-def test_loop_lag_shedding_can_be_turned_off() -> None:
-    lag = LoopLag()
-    lag.lag_s = 10.0
-    guard = _guard(lag, max_loop_lag_s=0.0)
-
-    async def status() -> int:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=guard), base_url="http://t") as http:
-            return (await http.get("/v1/recommend")).status_code
-
-    assert asyncio.run(status()) == 200
+def test_the_monitor_feeds_a_standing_delay() -> None:
+    shedder = RecordingShedder()
+    lag = LoopLag(shedder, interval_s=0.005, window=1)
+    _run_monitor(lag, body=0.06)
+    assert max(shedder.samples) > 0.04
 
 
 def test_the_app_runs_the_lag_monitor(client_factory: ClientFactory) -> None:
-    client = client_factory(max_loop_lag_ms=1000)
+    client = client_factory(loop_delay_target_ms=1000)
     guard = client.app.middleware_stack  # type: ignore[attr-defined]
     while not isinstance(guard, GuardMiddleware):
         guard = guard.app
-    assert guard.loop_lag is not None and guard.max_loop_lag_s == 1.0
+    assert guard.shedder is not None and guard.shedder.target_s == 1.0
     time.sleep(0.1)
-    assert guard.loop_lag.ticks > 3  # the lifespan started it
+    assert guard.shedder._last is not None  # the lifespan's monitor fed it
     assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_shed_probability{queue="loop"} 0.0' in metrics
+
+
+@pytest.fixture
+def gate() -> Iterator[ModelGate]:
+    yield ModelGate(1, 10, Metrics(), DelayShedder(0.010))
+
+
+def test_the_gate_feeds_each_jobs_wait_for_a_thread_to_its_shedder(gate: ModelGate) -> None:
+    async def run() -> tuple[None, list[float]]:
+        queued_at = time.monotonic() - 0.05  # as if it waited 50 ms
+        return await asyncio.gather(
+            gate.in_thread(time.sleep, 0.05), gate.in_thread(lambda: [1.0], queued_at=queued_at)
+        )
+
+    asyncio.run(run())
+    assert gate.shedder.delay_s >= 0.04
+    assert gate.shedder.p > 0
+
+
+def test_the_gate_refuses_misses_while_its_shedder_does(gate: ModelGate) -> None:
+    gate.shedder.p = 1.0
+    gate.shedder.draw = lambda: 0.5
+    with pytest.raises(HTTPException) as refused, gate.admit():
+        pass
+    assert refused.value.status_code == 503 and gate.pending == 0
+    assert gate.metrics.rejected.labels("model_busy")._value.get() == 1
+    gate.shedder.p = 0.0
+    with gate.admit():
+        assert gate.pending == 1
+
+
+def test_exempt_requests_are_never_shed() -> None:
+    shedder = DelayShedder(0.01, draw=lambda: 0.5)
+    shedder.p = 0.95
+    guard = _guard(shedder)
+    guard.exempt = lambda scope: scope["path"] == "/hit"
+    assert [r.status_code for r in _get_all(guard, ["/hit", "/miss", "/hit"])] == [200, 503, 200]
+
+
+def test_the_app_exempts_cache_hits_from_loop_shedding(client_factory: ClientFactory) -> None:
+    client = client_factory(loop_delay_target_ms=1000)
+    guard = client.app.middleware_stack  # type: ignore[attr-defined]
+    while not isinstance(guard, GuardMiddleware):
+        guard = guard.app
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200  # now cached
+    assert guard.shedder is not None
+    guard.shedder.p, guard.shedder.max_p, guard.shedder.draw = 1.0, 1.0, lambda: 0.5
+    guard.shedder.alpha = guard.shedder.beta = 0.0  # the running monitor must not move p now
+    assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200  # a hit
+    assert client.get("/v1/recommend", params={"user_id": "u0002"}).status_code == 503  # a miss
+    assert client.get("/v1/items/tv-001").status_code == 503  # any other work

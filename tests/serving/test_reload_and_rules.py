@@ -141,11 +141,12 @@ SCORES = np.linspace(1.0, 0.3, 8).astype(np.float32)
 def _rules(**settings: object) -> RuleSet:
     base = {"in_stock_only": False, "dedupe": False}
     ids = IdMap("item", CATALOG["item_id"])
-    return RuleSet(RuleSettings(**{**base, **settings}), CatalogView.of(CATALOG, 8), ids)
+    return RuleSet(RuleSettings.model_validate({**base, **settings}), CatalogView.of(CATALOG, 8), ids)
 
 
 def _apply(rules: RuleSet, k: int = 8, filters: ListFilters | None = None) -> list[int]:
-    return rules.apply(ORDER, SCORES, k, filters)[0].tolist()
+    items: list[int] = rules.apply(ORDER, SCORES, k, filters)[0].tolist()
+    return items
 
 
 def test_in_stock_only_drops_sold_out_items_and_keeps_unknown_stock() -> None:
@@ -239,3 +240,36 @@ def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: Cli
     assert similar["cached"]
     live_similar = client_factory(cache_size=0).get(f"/v1/similar/{popular}").json()
     assert [i["item_id"] for i in similar["items"]] == [i["item_id"] for i in live_similar["items"]]
+
+
+def test_readiness_waits_for_the_precomputation_at_most_warm_ready_s(client_factory: ClientFactory) -> None:
+    import time
+
+    client = client_factory(warm_ready_s=5.0)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    assert client.get("/readyz").status_code == 200  # nothing to precompute
+    service.warming_since = time.monotonic()
+    warming = client.get("/readyz")
+    assert warming.status_code == 503 and warming.json()["status"] == "warming"
+    service.warming_since = time.monotonic() - 6.0  # past the budget: ready, still warming
+    assert client.get("/readyz").status_code == 200
+    service.warming_since = None
+    assert client_factory(warm_ready_s=0.0).get("/readyz").status_code == 200
+
+
+def test_precomputation_gives_way_to_waiting_requests_a_while(client_factory: ClientFactory) -> None:
+    import time
+
+    service = client_factory().app.state.service  # type: ignore[attr-defined]
+    asked: list[float] = []
+
+    def busy() -> bool:
+        asked.append(time.monotonic())
+        return True  # live misses always waiting: each batch still goes after yield_s
+
+    started = time.monotonic()
+    done = service.warm(service.model, 64, batch=32, busy=busy, yield_s=0.1)
+    assert done == 64 and service.warming_since is None
+    assert time.monotonic() - started >= 0.2  # two batches, each after 0.1 s of giving way
+    assert len(asked) > 10
+    assert service.warm(service.model, 64, batch=32, busy=lambda: False, yield_s=10.0) == 64  # no wait

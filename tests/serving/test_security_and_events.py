@@ -128,7 +128,11 @@ def test_events_are_stored_under_pseudonyms_and_change_the_feed(client: TestClie
     clicked = [_click("shopper-42", f"tv-00{i}", "add_to_cart") for i in (1, 2, 4)]
     assert client.post("/v1/events", json={"events": clicked}, headers=INGEST).status_code == 202
     after = client.get("/v1/recommend", params={"user_id": "shopper-42", "k": 5}).json()
-    assert not after["cached"]  # the shopper's cached feed was invalidated by the event
+    # The stale feed was dropped and computed again after the events' response: a hit, up to date.
+    assert after["cached"]
+    service = client.app.state.service  # type: ignore[attr-defined]
+    fresh = service.model.artifact.item_map.to_externals(service.recommend("shopper-42", 5).items.tolist())
+    assert [i["item_id"] for i in after["items"]] == fresh
     assert after["items"] != before["items"]
     assert not {"tv-001", "tv-002", "tv-004"} & {i["item_id"] for i in after["items"]}
     assert sum("TV" in i["category"] for i in after["items"]) >= 3  # the feed follows the carts
@@ -199,3 +203,59 @@ def test_model_gate_sheds_misses_but_serves_cache_hits_when_busy(
     first.join()
     assert codes["u0001"] == 200
     assert 'shopfusion_rejected_total{reason="model_busy"} 1.0' in client.get("/metrics").text
+
+
+def test_only_cached_feeds_are_recomputed_after_events(client: TestClient) -> None:
+    service = client.app.state.service  # type: ignore[attr-defined]
+    client.get("/v1/recommend", params={"user_id": "u0003", "k": 7})
+    client.get("/v1/recommend", params={"user_id": "u0003", "k": 7, "category": "TVs"})
+    size = len(service.cache)
+    batcher = client.app.state.batcher  # type: ignore[attr-defined]
+    handled = batcher.requests
+    events = [_click("u0003", "tv-002"), _click("never-seen", "tv-001")]
+    assert client.post("/v1/events", json={"events": events}, headers=INGEST).status_code == 202
+    assert batcher.requests == handled + 2  # both of u0003's feeds, nothing for the stranger
+    assert len(service.cache) == size
+
+
+def test_a_feed_computed_from_a_history_that_changed_meanwhile_is_not_cached(client: TestClient) -> None:
+    """Regression: a miss read the history, an event dropped the shopper's entries, then the miss
+    cached its list computed from the old history; the shopper saw a stale feed until evicted."""
+    from datetime import UTC, datetime
+
+    from shopfusion.data.schema import Event
+    from shopfusion.serving.service import FeedRequest
+
+    service = client.app.state.service  # type: ignore[attr-defined]
+    read_history = service.history
+
+    def history_then_event(model, user_id):  # type: ignore[no-untyped-def]
+        items = read_history(model, user_id)
+        service.ingest([Event(user_id="u0005", item_id="tv-002", timestamp=datetime.now(UTC))])  # mid-way
+        return items
+
+    service.history = history_then_event
+    ranked = service.rank_batch([FeedRequest(service.model, "recommend", "u0005", 10)])[0]
+    service.history = read_history
+    assert ranked.items.size  # the request itself is answered ...
+    assert service.cache.get(service.recommend_key(service.model, "u0005", 10, None)) is None  # not cached
+
+
+def test_events_and_erasures_written_by_another_process_reach_this_one(client_factory: ClientFactory) -> None:
+    """Two services on one store, as the workers of ``serve --workers 2`` are."""
+    here = client_factory(event_sync_s=0)
+    there = client_factory(event_sync_s=0)
+    mine, theirs = here.app.state.service, there.app.state.service  # type: ignore[attr-defined]
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is False
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is True
+    clicks = [_click("u0007", "tv-002"), _click("u0007", "tv-003")]
+    assert there.post("/v1/events", json={"events": clicks}, headers=INGEST).status_code == 202
+    assert mine.online_history_length("u0007") == 0
+    assert mine.sync_events() == 2 and mine.online_history_length("u0007") == 2
+    assert here.get("/v1/recommend", params={"user_id": "u0007"}).json()["cached"] is False  # dropped
+    assert theirs.sync_events() == 0 and theirs.online_history_length("u0007") == 2  # not twice
+    assert mine.sync_events() == 0
+    assert there.delete("/v1/users/u0007", headers=ADMIN).status_code == 200
+    mine.sync_events()
+    assert mine.online_history_length("u0007") == 0
+    assert mine.history(mine.model, "u0007") == []  # erased here too: a stranger

@@ -23,34 +23,74 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_starts_prints_the_url_and_serves_the_storefront(sample_artifact: Path, tmp_path: Path) -> None:
+def _start(sample_artifact: Path, tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], int]:
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "SHOPFUSION_PSEUDONYM_SECRET": "s"}
+    env["SHOPFUSION_INGEST_KEY_HASHES"] = hash_key("ingest")
     command = [sys.executable, "-m", "shopfusion.cli", "serve", "--artifact", str(sample_artifact)]
-    command += ["--port", str(port), "--store", str(tmp_path / "events.db")]
+    command += ["--port", str(port), "--store", str(tmp_path / "events.db"), *extra]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return process, port
+
+
+def _wait_ready(process: subprocess.Popen[str], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, "server did not become ready"
+        time.sleep(0.2)
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0
+    return output
+
+
+def test_serve_starts_prints_the_url_and_serves_the_storefront(sample_artifact: Path, tmp_path: Path) -> None:
+    process, port = _start(sample_artifact, tmp_path)
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
         assert first.strip() == f"storefront: http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "server did not become ready"
-            time.sleep(0.2)
+        _wait_ready(process, port)
         page = httpx.get(f"http://127.0.0.1:{port}/")
         assert page.status_code == 200 and 'id="search-form"' in page.text
         feed = httpx.get(f"http://127.0.0.1:{port}/v1/recommend", params={"user_id": "u0001", "k": 3})
         assert len(feed.json()["items"]) == 3
     finally:
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=30)
-    assert process.returncode == 0
+        output = _stop(process)
     assert "u0001" not in output  # user ids stay out of the server's log
+
+
+def test_serve_with_two_workers_shares_events_between_them(sample_artifact: Path, tmp_path: Path) -> None:
+    process, port = _start(sample_artifact, tmp_path, "--workers", "2")
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(process, port)
+        # New connections are spread over both workers; each caches its own copy of the feed.
+        feeds = {tuple(_feed(url)) for _ in range(20)}
+        assert len(feeds) == 1
+        before = next(iter(feeds))
+        event = {"events": [{"user_id": "u0002", "item_id": before[0], "type": "purchase"}]}
+        assert httpx.post(f"{url}/v1/events", json=event, headers={"X-API-Key": "ingest"}).status_code == 202
+        time.sleep(1.0)  # EVENT_SYNC_S is 0.25: the other worker has read the event by now
+        after = {tuple(_feed(url)) for _ in range(20)}
+        assert len(after) == 1 and before[0] not in next(iter(after))  # no worker serves the old feed
+    finally:
+        output = _stop(process)
+    assert output.count("serving artifact") == 2  # each worker loaded the artifact in its lifespan
+
+
+def _feed(url: str) -> list[str]:
+    # A fresh connection per request: uvicorn's workers share the listening socket.
+    response = httpx.get(f"{url}/v1/recommend", params={"user_id": "u0002", "k": 5})
+    return [item["item_id"] for item in response.json()["items"]]
 
 
 def test_serve_refuses_a_folder_that_is_no_artifact(tmp_path: Path) -> None:

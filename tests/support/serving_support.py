@@ -65,9 +65,10 @@ def make_settings(artifact: Path, tmp_path: Path, **overrides: Any) -> ServiceSe
         "admin_key_hashes": [hash_key(ADMIN_KEY)],
         "read_key_hashes": [hash_key(READ_KEY)],
         "pseudonym_secret": "test-secret",
-        # A busy test machine can stall the loop for tens of ms; shedding then would make tests
-        # flaky. tests/serving/test_overload.py turns it on where it is tested.
-        "max_loop_lag_ms": 0.0,
+        # A busy test machine can stall the loop and the scoring threads for tens of ms; shedding
+        # then would make tests flaky. tests/serving/test_overload.py turns it on where tested.
+        "loop_delay_target_ms": 0.0,
+        "model_delay_target_ms": 0.0,
     }
     values.update(overrides)
     return ServiceSettings(**values)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import logging
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,6 +26,13 @@ def serve(
     report_dir: Annotated[
         Path | None, typer.Option(help="evaluation report folder for the dashboard")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="worker processes sharing the port; each loads the artifact and keeps its own cache",
+        ),
+    ] = 1,
     hash_key: Annotated[
         str | None,
         typer.Option(
@@ -48,14 +55,18 @@ def serve(
         overrides["store"] = store
     if report_dir is not None:
         overrides["report_dir"] = report_dir
-    run_server(overrides, host, port)
+    run_server(overrides, host, port, workers=workers)
 
 
-def run_server(overrides: dict[str, Any], host: str, port: int, banner: str = "") -> None:
-    """Validate the settings, print where to go, and serve until interrupted."""
+def run_server(overrides: dict[str, Any], host: str, port: int, banner: str = "", workers: int = 1) -> None:
+    """Validate the settings, print where to go, and serve until interrupted.
+
+    With ``workers`` above 1, uvicorn starts that many processes on the port; each builds the app
+    from the environment (:func:`~shopfusion.serving.app.app_from_env`), so the overrides are
+    passed on as ``SHOPFUSION_*`` variables."""
     import uvicorn
 
-    from shopfusion.serving.app import create_app
+    from shopfusion.serving.app import configure_logging, create_app
     from shopfusion.serving.settings import ServiceSettings
 
     console = Console(stderr=True)
@@ -75,9 +86,22 @@ def run_server(overrides: dict[str, Any], host: str, port: int, banner: str = ""
         )
     url = f"http://{host}:{port}/"
     typer.echo(f"{banner}storefront: {url}\ndashboard:  {url}dashboard\nAPI docs:   {url}docs")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     # uvicorn's own access log would print query strings, which carry user ids: ours prints routes.
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+    if workers == 1:
+        uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_level="info")
+        return
+    for name, value in overrides.items():
+        os.environ[f"SHOPFUSION_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    uvicorn.run(
+        "shopfusion.serving.app:app_from_env",
+        factory=True,
+        workers=workers,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+    )
 
 
 def demo_keys() -> tuple[str, str]:

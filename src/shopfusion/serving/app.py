@@ -18,8 +18,9 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.batcher import MicroBatcher
-from shopfusion.serving.fastpath import CachedListMiddleware
+from shopfusion.serving.fastpath import CachedListMiddleware, PlainLists
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.guard import GuardMiddleware, LoopLag
 from shopfusion.serving.metrics import Metrics
@@ -36,7 +37,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     """``searcher_loader`` opens ``ARTIFACT/search``; tests pass a fake one."""
     service = Service(settings, searcher_loader)
     metrics = Metrics()
-    loop_lag = LoopLag()
+    loop_lag = LoopLag(DelayShedder(settings.loop_delay_target_ms / 1000))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,11 +47,19 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         if settings.warm_users or settings.warm_items:
             # Not awaited: the service is ready at once and serves while the cache fills.
             warming = asyncio.create_task(
-                asyncio.to_thread(service.warm, service.model, settings.warm_users, settings.warm_items)
+                asyncio.to_thread(
+                    service.warm,
+                    service.model,
+                    settings.warm_users,
+                    settings.warm_items,
+                    busy=lambda: gate.pending > 0,
+                )
             )
-        background = [asyncio.create_task(loop_lag.run())] if settings.max_loop_lag_ms > 0 else []
+        background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
         if settings.reload_poll_s > 0:
             background.append(asyncio.create_task(_poll(service, metrics)))
+        if settings.event_sync_s > 0:
+            background.append(asyncio.create_task(_sync(service)))
         try:
             yield
         finally:
@@ -72,7 +81,12 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     app.state.settings = settings
     app.state.service = service
     app.state.metrics = metrics
-    app.state.gate = gate = ModelGate(settings.model_workers, settings.max_model_queue, metrics)
+    app.state.gate = gate = ModelGate(
+        settings.model_workers,
+        settings.max_model_queue,
+        metrics,
+        DelayShedder(settings.model_delay_target_ms / 1000),
+    )
     app.state.batcher = MicroBatcher[FeedRequest, Ranked](
         service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
     )
@@ -81,6 +95,8 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     )
     app.state.keyring = KeyRing(settings.read_key_hashes, ingest, settings.admin_key_hashes)
     _bind_metrics(metrics, service)
+    metrics.bind(metrics.shed_probability.labels("loop"), lambda: loop_lag.shedder.p)
+    metrics.bind(metrics.shed_probability.labels("model"), lambda: gate.shedder.p)
 
     @app.exception_handler(NotReadyError)
     async def not_ready(_request: Request, exc: NotReadyError) -> JSONResponse:
@@ -97,7 +113,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
-    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K)
+    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K, gate=gate)
     app.add_middleware(
         GuardMiddleware,
         metrics=metrics,
@@ -105,8 +121,10 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         max_in_flight=settings.max_in_flight,
         max_body_bytes=settings.max_body_bytes,
         access_log=settings.access_log,
-        loop_lag=loop_lag,
-        max_loop_lag_s=settings.max_loop_lag_ms / 1000,
+        shedder=loop_lag.shedder,
+        # A cache hit costs about twice its refusal (most of either is HTTP parsing and writing):
+        # refusing hits frees almost no CPU, so only work that costs far more is shed.
+        exempt=PlainLists(service, recommend.MAX_K).is_hit,
     )
     return app
 
@@ -118,6 +136,28 @@ def _bind_metrics(metrics: Metrics, service: Service) -> None:
     metrics.bind(metrics.event_lag, lambda: service.last_event_lag_s)
     metrics.bind(metrics.events, lambda: service.events_received)
     metrics.bind(metrics.reload_failures, lambda: service.reload_failures)
+    metrics.bind(metrics.precomputed, lambda: service.precomputed)
+
+
+async def _sync(service: Service) -> None:
+    """Apply what other processes wrote to the shared event store (see :meth:`Service.sync_events`)."""
+    while True:
+        await asyncio.sleep(service.settings.event_sync_s)
+        try:
+            await asyncio.to_thread(service.sync_events)
+        except Exception:  # a locked or busy store: the next round catches up
+            log.exception("reading other workers' events failed; retrying")
+
+
+def app_from_env() -> FastAPI:
+    """The app on settings from ``SHOPFUSION_*`` alone: what each worker process of
+    ``shopfusion serve --workers N`` builds (uvicorn imports it by name in every worker)."""
+    configure_logging()  # a spawned worker does not inherit the parent's logging set-up
+    return create_app(ServiceSettings())
+
+
+def configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 async def _poll(service: Service, metrics: Metrics) -> None:

@@ -13,6 +13,7 @@ beyond its bound is refused (503) before it joins a batch.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -34,6 +35,7 @@ class MicroBatcher(Generic[R, T]):
         self.batches = 0  # how many batches were handled (tests and the stats page read it)
         self.requests = 0
         self._open: list[tuple[R, asyncio.Future[T]]] = []
+        self._opened_at = 0.0  # time.monotonic() of the open batch's first request
         self._timer: asyncio.TimerHandle | None = None
         self._running: set[asyncio.Task[None]] = set()  # strong references until done
 
@@ -42,6 +44,8 @@ class MicroBatcher(Generic[R, T]):
         with self.gate.admit():
             loop = asyncio.get_running_loop()
             future: asyncio.Future[T] = loop.create_future()
+            if not self._open:
+                self._opened_at = time.monotonic()
             self._open.append((request, future))
             if len(self._open) >= self.max_batch:
                 self._flush()
@@ -55,15 +59,16 @@ class MicroBatcher(Generic[R, T]):
             self._timer = None
         batch, self._open = self._open, []
         if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch))
+            task = asyncio.get_running_loop().create_task(self._run(batch, self._opened_at))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
 
-    async def _run(self, batch: list[tuple[R, asyncio.Future[T]]]) -> None:
+    async def _run(self, batch: list[tuple[R, asyncio.Future[T]]], opened_at: float) -> None:
         requests = [request for request, _ in batch]
         results: Sequence[T | Exception]
         try:
-            results = await self.gate.in_thread(self.process, requests)
+            # The oldest request's wait, batching window included, is what the shedder holds down.
+            results = await self.gate.in_thread(self.process, requests, queued_at=opened_at)
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)}")
         except Exception as exc:  # the call as a whole failed: every request in it fails alike

@@ -31,6 +31,10 @@ class LRUCache(Generic[V]):
         total = self.hits + self.misses
         return self.hits / total if total else 0.0
 
+    def __contains__(self, key: Hashable) -> bool:
+        """Whether ``key`` is cached (a peek: no hit or miss counted, recency unchanged)."""
+        return key in self._data
+
     def get(self, key: Hashable, count_miss: bool = True) -> V | None:
         """The value under ``key`` (now the most recent), or ``None``; ``count_miss=False`` for a
         look that will be repeated on a miss (the repeat counts it)."""
@@ -54,11 +58,16 @@ class LRUCache(Generic[V]):
             while len(self._data) > self.capacity:
                 self._data.popitem(last=False)
 
-    def drop_user(self, user: str) -> None:
-        """Forget every entry computed for ``user`` (their history just changed)."""
+    def drop_user(self, user: str) -> list[Hashable]:
+        """Forget every entry computed for ``user`` (their history just changed); returns the keys
+        that were still cached."""
         with self._lock:
-            for key in self._by_user.pop(user, set()):
-                self._data.pop(key, None)
+            keys = self._by_user.pop(user, set())
+            return [key for key in keys if self._data.pop(key, None) is not None]
+
+    def discard(self, key: Hashable) -> None:
+        with self._lock:
+            self._data.pop(key, None)
 
     def clear(self) -> None:
         with self._lock:

@@ -8,6 +8,10 @@ when the request is unambiguously valid, needs no key and hits the cache: only `
 ``session_id`` and ``k`` (each at most once, ``k`` plain digits within bounds, ids as the API
 accepts them). Anything else — a filter, a bad value, a miss, an unknown item — goes to the routes
 unchanged, which decide as they always did. The body is the routes' own rendering of the entry.
+
+A plain request that misses the cache needs the model; when the model gate would refuse it, it is
+refused here (503), before FastAPI's routing: a refusal there cost several times one here, and
+under overload the refusals are most of the requests.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopfusion.errors import ShopfusionError
 from shopfusion.serving.deps import render_list
+from shopfusion.serving.gate import ModelGate, drawn_early
+from shopfusion.serving.guard import prerendered
 from shopfusion.serving.service import Key, Service
 
 _ID = re.compile(r"[^\r\n\t]{1,256}")  # schemas.UserId / ItemId, matched whole (fullmatch)
@@ -34,27 +40,21 @@ class RouteLabel:
 
 
 _ROUTES = {"recommend": RouteLabel("/v1/recommend"), "similar": RouteLabel("/v1/similar/{item_id}")}
+_MODEL_BUSY = prerendered(503, "the model is at capacity; retry shortly", {"Retry-After": "1"})
 
 
-class CachedListMiddleware:
-    def __init__(self, app: ASGIApp, service: Service, max_k: int) -> None:
-        self.app, self.service, self.max_k = app, service, max_k
-        self.served = 0  # requests answered here (tests and profiling read it)
+class PlainLists:
+    """Which requests are plain ``recommend`` / ``similar`` reads, and their cache keys."""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
-            found = self._lookup(scope)
-            if found is not None:
-                name, key = found
-                ranked = self.service.cache.get(key, count_miss=False)
-                if ranked is not None:
-                    self.served += 1
-                    scope["route"] = _ROUTES[name]
-                    await render_list(ranked, name, True)(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
+    def __init__(self, service: Service, max_k: int) -> None:
+        self.service, self.max_k = service, max_k
 
-    def _lookup(self, scope: Scope) -> tuple[str, Key] | None:
+    def is_hit(self, scope: Scope) -> bool:
+        """Whether the request is a plain read whose list is cached (a peek: nothing counted)."""
+        found = self.lookup(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
+        return found is not None and found[1] in self.service.cache
+
+    def lookup(self, scope: Scope) -> tuple[str, Key] | None:
         """The route (``recommend`` | ``similar``) and cache key of a plain, valid request."""
         if self.service.settings.read_requires_key:
             return None
@@ -76,6 +76,43 @@ class CachedListMiddleware:
         except ShopfusionError:  # not ready, unknown item: the routes answer
             return None
         return None
+
+
+class CachedListMiddleware:
+    def __init__(self, app: ASGIApp, service: Service, max_k: int, gate: ModelGate | None = None) -> None:
+        self.app, self.service, self.gate = app, service, gate
+        self.lists = PlainLists(service, max_k)
+        self.served = 0  # requests answered here (tests and profiling read it)
+        self.refused = 0  # misses refused here
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            found = self.lists.lookup(scope)
+            if found is not None:
+                name, key = found
+                ranked = self.service.cache.get(key, count_miss=False)
+                if ranked is not None:
+                    self.served += 1
+                    scope["route"] = _ROUTES[name]
+                    await render_list(ranked, name, True)(scope, receive, send)
+                    return
+                if self.gate is not None:
+                    await self._miss(scope, receive, send, self.gate, name)
+                    return
+        await self.app(scope, receive, send)
+
+    async def _miss(self, scope: Scope, receive: Receive, send: Send, gate: ModelGate, name: str) -> None:
+        if gate.refuses():
+            self.refused += 1
+            scope["route"] = _ROUTES[name]  # the guard's metrics label
+            await send(_MODEL_BUSY[0])
+            await send(_MODEL_BUSY[1])
+            return
+        token = drawn_early.set(True)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            drawn_early.reset(token)
 
 
 def _params(query: bytes) -> dict[str, str] | None:

@@ -3,36 +3,58 @@ thread; past that the request is refused at once (503 with ``Retry-After``) inst
 
 Cache hits never pass the gate (they are answered on the event loop), so under overload the
 service keeps answering hot requests fast and sheds only the work it cannot finish in time: a
-queue of ``max_pending`` requests behind ``workers`` threads bounds the wait of an admitted one.
+queue of ``max_pending`` requests behind ``workers`` threads bounds the wait of an admitted one,
+and a :class:`~shopfusion.serving.admission.DelayShedder` fed with each job's wait for a thread
+refuses the fraction of new requests needed to hold that wait near its target.
 Recommendations and similar items reach the threads in micro-batches
 (:mod:`shopfusion.serving.batcher`), which pass the same gate one request at a time.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
 from fastapi import HTTPException
 
+from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.metrics import Metrics
 
 T = TypeVar("T")
 
+#: Set while a request whose shedding draw was already made before routing is served
+#: (:mod:`shopfusion.serving.fastpath` refuses plain misses there, where it is cheaper): the
+#: route's :meth:`ModelGate.admit` then does not draw a second time.
+drawn_early: ContextVar[bool] = ContextVar("shopfusion_drawn_early", default=False)
+
 
 class ModelGate:
-    def __init__(self, workers: int, max_pending: int, metrics: Metrics) -> None:
+    def __init__(
+        self, workers: int, max_pending: int, metrics: Metrics, shedder: DelayShedder | None = None
+    ) -> None:
         self.workers, self.max_pending, self.metrics = workers, max_pending, metrics
+        self.shedder = shedder if shedder is not None else DelayShedder(0.0)
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
+    def refuses(self) -> bool:
+        """Whether a new miss would be refused now (counted as ``model_busy`` when it is); this is
+        the request's one shedding draw."""
+        if self.pending >= self.max_pending or not self.shedder.admit():
+            self.metrics.rejected.labels("model_busy").inc()
+            return True
+        return False
+
     @contextmanager
     def admit(self) -> Iterator[None]:
-        """Count the request as pending while the block runs; refuse it (503) when full."""
-        if self.pending >= self.max_pending:
+        """Count the request as pending while the block runs; refuse it (503) when full or when
+        the shedder says so (unless its draw was made before routing)."""
+        if self.pending >= self.max_pending or (not drawn_early.get() and not self.shedder.admit()):
             self.metrics.rejected.labels("model_busy").inc()
             raise HTTPException(503, "the model is at capacity; retry shortly", headers={"Retry-After": "1"})
         self.pending += 1
@@ -41,11 +63,18 @@ class ModelGate:
         finally:
             self.pending -= 1
 
-    async def in_thread(self, fn: Callable[..., T], *args: object) -> T:
-        """Run ``fn`` in one of the ``workers`` scoring threads (no admission check)."""
+    async def in_thread(self, fn: Callable[..., T], *args: object, queued_at: float | None = None) -> T:
+        """Run ``fn`` in one of the ``workers`` scoring threads (no admission check); the time from
+        ``queued_at`` (``time.monotonic()``, default now) until it starts is the shedder's sample."""
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.workers)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        since = time.monotonic() if queued_at is None else queued_at
+
+        def timed() -> T:
+            self.shedder.observe(time.monotonic() - since)
+            return fn(*args)
+
+        return await anyio.to_thread.run_sync(timed, limiter=self._limiter)
 
     async def run(self, fn: Callable[..., T], *args: object) -> T:
         """Admit one request and run ``fn`` for it in a scoring thread."""

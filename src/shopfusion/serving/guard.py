@@ -1,15 +1,21 @@
 """The ASGI middleware in front of every route: admission control, rate limits, body size
 limits and request metrics.
 
-Shedding happens here, before any work: past ``max_in_flight`` concurrent requests the excess
-gets 503 at once (with ``Retry-After``) instead of queueing behind the model, so the latency of
-admitted requests stays bounded under overload; a client over its rate gets 429.
+Shedding happens here, first and before any other work, so a refusal costs as little as the
+ASGI layer allows: past ``max_in_flight`` concurrent requests the excess gets 503 at once (with
+``Retry-After``), and a client over its rate gets 429.
 
 Requests answered from the cache never wait inside the app, so when they alone saturate the CPU
 the queue forms *before* the app: in the event loop, unseen by ``max_in_flight``. The loop's lag
-(:class:`LoopLag`: how late a timer fires) measures that queue; while it is above
-``max_loop_lag_s`` new requests get 503 at once, which costs a fraction of serving them, so the
-loop catches up and admitted requests keep their latency.
+(:class:`LoopLag`: how late a timer fires) is the queueing delay of a request arriving now; it
+steers a :class:`~shopfusion.serving.admission.DelayShedder`, which refuses the fraction of new
+requests needed to hold that delay near its target. The refusals are prerendered bytes, sent
+before the headers are even read, so the loop catches up and the admitted requests keep their
+latency while throughput of answered requests stays near what the CPU sustains.
+
+Requests for which ``exempt`` says so — cache hits, which cost only about twice their refusal
+(most of either is HTTP parsing and writing) — are never shed by the delay: refusing them would
+free almost no CPU and only lower goodput (docs/serving.md, "What to shed").
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import json
 import logging
 import math
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.security import RateLimiter, hash_key
 
@@ -39,28 +48,47 @@ class BodyTooLargeError(Exception):
 
 class LoopLag:
     """How late the event loop runs a timer due now, measured every ``interval_s`` by :meth:`run`
-    (a task of the app's lifespan): the time a request that just arrived waits to be looked at."""
+    (a task of the app's lifespan): the time a request that just arrived waits to be looked at.
 
-    def __init__(self, interval_s: float = 0.005) -> None:
-        self.interval_s = interval_s
+    The shedder gets the *smallest* of the last ``window`` measurements: a queue that stands (the
+    loop is late at every tick), not one late tick (a garbage collection, a scoring thread holding
+    the GIL), which no refusal would have shortened."""
+
+    def __init__(self, shedder: DelayShedder, interval_s: float = 0.005, window: int = 4) -> None:
+        self.shedder, self.interval_s = shedder, interval_s
         self.lag_s = 0.0
         self.ticks = 0  # measurements so far: shows the monitor runs
+        self._recent: deque[float] = deque(maxlen=window)
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            due = loop.time() + self.interval_s
+            due = time.perf_counter() + self.interval_s  # uvloop's clock ticks in whole ms
             await asyncio.sleep(self.interval_s)
-            self.lag_s = max(0.0, loop.time() - due)
+            self.lag_s = max(0.0, time.perf_counter() - due)
+            self._recent.append(self.lag_s)
+            self.shedder.observe(min(self._recent))
             self.ticks += 1
 
 
-async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+def prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Message, Message]:
+    """The two ASGI messages of a small JSON error response, to build once and send often."""
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    raw += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
-    await send({"type": "http.response.start", "status": status, "headers": raw})
-    await send({"type": "http.response.body", "body": body})
+    raw += [(k.encode(), v.encode()) for k, v in headers.items()]
+    return {"type": "http.response.start", "status": status, "headers": raw}, {
+        "type": "http.response.body",
+        "body": body,
+    }
+
+
+#: The overload refusal, built once: it is sent most often exactly when the CPU is short.
+_OVERLOADED = prerendered(503, "the service is at capacity; retry shortly", {"Retry-After": "1"})
+
+
+async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    start, body = prerendered(status, detail, headers or {})
+    await send(start)
+    await send(body)
 
 
 class GuardMiddleware:
@@ -72,16 +100,17 @@ class GuardMiddleware:
         max_in_flight: int,
         max_body_bytes: int,
         access_log: bool = True,
-        loop_lag: LoopLag | None = None,
-        max_loop_lag_s: float = 0.0,
+        shedder: DelayShedder | None = None,
+        exempt: Callable[[Scope], bool] | None = None,
     ) -> None:
         self.app, self.metrics, self.limiter = app, metrics, limiter
         self.max_in_flight, self.max_body_bytes = max_in_flight, max_body_bytes
         self.access_log = access_log
-        # Shed on loop lag only with a monitor and a positive bound.
-        self.loop_lag = loop_lag if max_loop_lag_s > 0 else None
-        self.max_loop_lag_s = max_loop_lag_s
+        self.shedder = shedder if shedder is not None and shedder.enabled else None
+        # Requests that cost less to answer than to refuse (cache hits): never shed.
+        self.exempt = exempt
         self.in_flight = 0
+        self._overloaded = metrics.rejected.labels("overloaded")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,6 +119,12 @@ class GuardMiddleware:
         path: str = scope["path"]
         if path in UNGUARDED:
             await self.app(scope, receive, send)
+            return
+        # Cheapest first: under overload most requests end here.
+        if self.in_flight >= self.max_in_flight or self._shed(scope):
+            self._overloaded.inc()
+            await send(_OVERLOADED[0])
+            await send(_OVERLOADED[1])
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if int(headers.get("content-length", "0") or 0) > self.max_body_bytes:
@@ -105,13 +140,12 @@ class GuardMiddleware:
                 send, 429, "rate limit exceeded; slow down", {"Retry-After": str(max(1, math.ceil(wait)))}
             )
             return
-        if self.in_flight >= self.max_in_flight or (
-            self.loop_lag is not None and self.loop_lag.lag_s > self.max_loop_lag_s
-        ):
-            self.metrics.rejected.labels("overloaded").inc()
-            await _reply(send, 503, "the service is at capacity; retry shortly", {"Retry-After": "1"})
-            return
         await self._serve(scope, receive, send)
+
+    def _shed(self, scope: Scope) -> bool:
+        if self.shedder is None or self.shedder.admit():
+            return False
+        return self.exempt is None or not self.exempt(scope)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         self.in_flight += 1

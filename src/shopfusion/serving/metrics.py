@@ -53,6 +53,18 @@ class Metrics:
             "shopfusion_cache_hit_rate", "Response cache hit rate since start", registry=r
         )
 
+        self.precomputed = Gauge(
+            "shopfusion_precomputed_lists",
+            "Lists cached by the start-up precomputation (WARM_USERS, WARM_ITEMS) so far",
+            registry=r,
+        )
+        self.shed_probability = Gauge(
+            "shopfusion_shed_probability",
+            "Share of new requests refused now, by queue (loop: all requests, model: cache misses)",
+            ["queue"],
+            registry=r,
+        )
+
     def set_model(self, version: str) -> None:
         self.model_info.clear()
         self.model_info.labels(version=version).set(1)

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -76,6 +76,15 @@ class FeedRequest:
     filters: ListFilters | None = None
 
 
+@dataclass(frozen=True)
+class Ingested:
+    """What :meth:`Service.ingest` did: the sequence number of the last stored event, and the
+    shoppers' feeds that were cached and are now stale, to be computed again."""
+
+    sequence: int
+    stale_feeds: list[FeedRequest]
+
+
 class Service:
     def __init__(self, settings: ServiceSettings, searcher_loader: SearcherLoader = load_searcher) -> None:
         self.settings = settings
@@ -91,7 +100,17 @@ class Service:
         self._generation = 0
         self._reload_lock = threading.Lock()
         self._online: dict[str, deque[str]] = {}
+        # How often each shopper's history changed (events, erasure): a list computed from an
+        # older history must not land in the cache after the change dropped the shopper's entries.
+        self._changes: dict[str, int] = {}
         self._online_lock = threading.Lock()
+        self.precomputed = 0  # lists cached by :meth:`warm` so far (stats and metrics read it)
+        self.warming_since: float | None = None  # time.monotonic() while :meth:`warm` runs
+        # Tailing the shared event log (:meth:`sync_events`): read up to here; our own writes.
+        self._synced = 0
+        self._own: set[int] = set()
+        self._log_lock = threading.Lock()  # our write and its record in _own are one step for sync
+        self._erased_mtime = 0.0
         self._erased: set[str] = set()
         self.stopping = False  # set at shutdown: background work ends early
 
@@ -104,8 +123,10 @@ class Service:
     def start(self) -> None:
         self.reload(self.settings.artifact)
         self.store = SQLiteStore(self.settings.store_path)
+        self._synced = self.store.max_sequence()
         if self._erased_file.exists():
             self._erased = set(self._erased_file.read_text().split())
+            self._erased_mtime = self._erased_file.stat().st_mtime
 
     def close(self) -> None:
         if self.store is not None:
@@ -212,6 +233,7 @@ class Service:
         model scores each history on its own, the batch only vectorises the work."""
         results: list[Ranked | Exception | None] = [None] * len(requests)
         groups: dict[int, list[tuple[int, list[int]]]] = {}
+        changes = [self._change_count(request) for request in requests]  # before the histories
         for slot, request in enumerate(requests):
             try:
                 history = self._history_of(request)
@@ -229,7 +251,7 @@ class Service:
             for row, (slot, history) in enumerate(members):
                 try:
                     results[slot] = self._finish_request(
-                        requests[slot], history, None if scores is None else scores[row]
+                        requests[slot], history, None if scores is None else scores[row], changes[slot]
                     )
                 except Exception as exc:
                     results[slot] = exc
@@ -242,17 +264,30 @@ class Service:
             return [request.model.artifact.item_map.to_index(request.subject)]
         return self.history(request.model, request.subject)
 
-    def _finish_request(self, request: FeedRequest, history: list[int], scores: FloatArray | None) -> Ranked:
+    def _change_count(self, request: FeedRequest) -> int:
+        if request.kind != "recommend" or not request.subject:
+            return 0
+        with self._online_lock:
+            return self._changes.get(self.pseudonymize(request.subject), 0)
+
+    def _finish_request(
+        self, request: FeedRequest, history: list[int], scores: FloatArray | None, changes: int = 0
+    ) -> Ranked:
+        """The final list, cached unless the shopper's history changed since it was read."""
         model, k, filters = request.model, request.k, request.filters
         if scores is None:
             scores = model.artifact.model.score(Histories.from_lists([history], model.n_items))[0]
         ranked = self._finish(model, scores, history, k, filters)
         if request.kind == "similar":
             self.cache.put(self.similar_key(model, str(request.subject), k, filters), ranked)
-        else:
-            user = request.subject
-            key = self.recommend_key(model, user, k, filters)
-            self.cache.put(key, ranked, user=self.pseudonymize(user) if user else None)
+            return ranked
+        user = request.subject
+        key = self.recommend_key(model, user, k, filters)
+        self.cache.put(key, ranked, user=self.pseudonymize(user) if user else None)
+        # An event that came meanwhile counted its change before dropping the shopper's entries,
+        # so either that drop removed this entry or this check sees the change and removes it.
+        if self._change_count(request) != changes:
+            self.cache.discard(key)
         return ranked
 
     def _finish(
@@ -277,11 +312,43 @@ class Service:
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
 
-    def warm(self, model: LoadedModel, n_users: int, n_items: int = 0, k: int = 10, batch: int = 32) -> int:
+    def warming(self, budget_s: float) -> bool:
+        """Whether :meth:`warm` has been running for less than ``budget_s`` seconds."""
+        since = self.warming_since
+        return since is not None and time.monotonic() - since < budget_s
+
+    def warm(
+        self,
+        model: LoadedModel,
+        n_users: int,
+        n_items: int = 0,
+        k: int = 10,
+        batch: int = 32,
+        busy: Callable[[], bool] | None = None,
+        yield_s: float = 0.05,
+    ) -> int:
         """Precompute into the cache the default feed (``k`` items, no filters) of the ``n_users``
         most active known shoppers, then the similar items of the ``n_items`` most popular products,
-        in batches (scoring a batch costs far less per list than one at a time). Stops early when a
-        newer model is swapped in or the service stops. Returns how many lists were cached."""
+        in batches (scoring a batch costs far less per list than one at a time). Before each batch
+        it waits up to ``yield_s`` while ``busy()`` (live requests wait for the model: they go
+        first). Stops early when a newer model is swapped in or the service stops. Returns how
+        many lists were cached."""
+        self.warming_since = time.monotonic()
+        try:
+            return self._warm(model, n_users, n_items, k, batch, busy, yield_s)
+        finally:
+            self.warming_since = None
+
+    def _warm(
+        self,
+        model: LoadedModel,
+        n_users: int,
+        n_items: int,
+        k: int,
+        batch: int,
+        busy: Callable[[], bool] | None,
+        yield_s: float,
+    ) -> int:
         artifact = model.artifact
         lengths = artifact.histories.lengths()
         rows = np.argsort(-lengths, kind="stable")[: min(n_users, len(lengths))]
@@ -290,12 +357,23 @@ class Service:
         top = np.argsort(-popularity, kind="stable")[: min(n_items, model.n_items)]
         requests = [FeedRequest(model, "recommend", user, k) for user in users]
         requests += [FeedRequest(model, "similar", artifact.item_map.ids[i], k) for i in top.tolist()]
+        if len(requests) > self.cache.capacity:
+            log.warning(
+                "asked to precompute %d lists but CACHE_SIZE is %d: only the last ones stay cached; "
+                "raise SHOPFUSION_CACHE_SIZE",
+                len(requests),
+                self.cache.capacity,
+            )
         done = 0
         for start in range(0, len(requests), batch):
             if self._model is not model or self.stopping:
                 break
+            deadline = time.monotonic() + yield_s
+            while busy is not None and busy() and time.monotonic() < deadline:
+                time.sleep(0.002)
             results = self.rank_batch(requests[start : start + batch])
             done += sum(isinstance(result, Ranked) for result in results)
+            self.precomputed = done
         log.info("precomputed %d lists (%d feeds, %d similar-item lists asked)", done, len(users), len(top))
         return done
 
@@ -356,9 +434,10 @@ class Service:
         return explain_item(model, self.history(model, user_id), item, lang)
 
     # --- events and erasure --------------------------------------------------------------------
-    def ingest(self, events: Sequence[Event]) -> int:
-        """Store the events under pseudonymous ids and add them to the shoppers' online histories;
-        returns the sequence number of the last one. Unknown items are refused as a whole batch."""
+    def ingest(self, events: Sequence[Event]) -> Ingested:
+        """Store the events under pseudonymous ids, add them to the shoppers' online histories and
+        drop the shoppers' cached lists; returns the last sequence number and the dropped feeds
+        (for :meth:`rank_batch` to compute again). Unknown items are refused as a whole batch."""
         model = self.model
         known = model.artifact.item_map
         for position, event in enumerate(events):
@@ -375,18 +454,67 @@ class Service:
         ]
         if self.store is None:
             raise NotReadyError("the event store is not open yet; retry in a moment")
-        seq = self.store.append_events(stored)
+        with self._log_lock:
+            seq = self.store.append_events(stored)
+            with self._online_lock:
+                self._own.update(range(seq - len(stored) + 1, seq + 1))  # one transaction: consecutive
+                self._apply(stored)
         now = time.time()
-        with self._online_lock:
-            for event in stored:
-                if event.item_id is not None and event.type in _BEHAVIOUR:
-                    self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
-        for pseudonym in {e.user_id for e in stored}:
-            self.cache.drop_user(pseudonym)
+        stale: list[FeedRequest] = []
+        for user_id in {e.user_id for e in events}:
+            for key in self.cache.drop_user(self.pseudonymize(user_id)):
+                # recommend keys: (generation, "recommend", pseudonym, k, filters)
+                if key[0] == model.generation and key[1] == "recommend":  # type: ignore[index]
+                    stale.append(FeedRequest(model, "recommend", user_id, key[3], key[4]))  # type: ignore[index]
         if stored:
             self.last_event_lag_s = max(0.0, now - max(e.timestamp.timestamp() for e in stored))
         self.events_received += len(stored)
-        return seq
+        return Ingested(seq, stale)
+
+    def _apply(self, stored: Sequence[Event]) -> None:
+        """Add stored (pseudonymous) events to the online histories; the caller holds the lock."""
+        for event in stored:
+            if event.item_id is not None and event.type in _BEHAVIOUR:
+                self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
+            self._changes[event.user_id] = self._changes.get(event.user_id, 0) + 1
+
+    def sync_events(self, limit: int = 1000) -> int:
+        """Apply the events other processes wrote to the shared store since the last call (another
+        ``serve --workers`` worker, another server on the same file), and the erasures they made:
+        online histories grow and the shoppers' cached lists are dropped, as if posted here.
+        Returns how many events were applied. Called every ``EVENT_SYNC_S`` by the app."""
+        if self.store is None:
+            return 0
+        applied = 0
+        while True:
+            with self._log_lock:
+                rows = self.store.events_after(self._synced, limit)
+                if not rows:
+                    break
+                with self._online_lock:
+                    foreign = [event for seq, event in rows if seq not in self._own]
+                    self._own.difference_update(seq for seq, _ in rows)
+                    self._apply(foreign)
+                self._synced = rows[-1][0]
+            for pseudonym in {event.user_id for event in foreign}:
+                self.cache.drop_user(pseudonym)
+            applied += len(foreign)
+        self._sync_erasures()
+        return applied
+
+    def _sync_erasures(self) -> None:
+        erased = self._erased_file
+        if not erased.exists() or erased.stat().st_mtime == self._erased_mtime:
+            return
+        self._erased_mtime = erased.stat().st_mtime
+        with self._online_lock:
+            new = set(erased.read_text().split()) - self._erased
+            self._erased |= new
+            for pseudonym in new:
+                self._online.pop(pseudonym, None)
+                self._changes[pseudonym] = self._changes.get(pseudonym, 0) + 1
+        for pseudonym in new:
+            self.cache.drop_user(pseudonym)
 
     def erase_user(self, user_id: str) -> int:
         """Remove the shopper's stored events and online state; returns how many events went."""
@@ -401,6 +529,7 @@ class Service:
                     f.write(pseudonym + "\n")
         with self._online_lock:
             self._online.pop(pseudonym, None)
+            self._changes[pseudonym] = self._changes.get(pseudonym, 0) + 1
         self.cache.drop_user(pseudonym)
         return deleted
 

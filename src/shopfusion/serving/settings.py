@@ -65,20 +65,28 @@ class ServiceSettings(BaseSettings):
     # Admission control: requests served at once (a coarse bound on everything); the excess gets
     # 503 at once instead of queueing.
     max_in_flight: int = Field(default=256, gt=0)
-    # ... and while the event loop runs this many milliseconds late (CPU saturated: requests queue
-    # before the app sees them), new requests get 503 at once too. 0 turns this off.
-    max_loop_lag_ms: float = Field(default=25.0, ge=0)
+    # ... and when the event loop runs later than this many milliseconds (the CPU is saturated and
+    # requests queue before the app sees them), a growing fraction of new requests gets 503 at
+    # once, enough to hold the loop's delay near this target (serving.admission). 0 turns it off.
+    loop_delay_target_ms: float = Field(default=10.0, ge=0)
     # Scoring runs in this many worker threads (the model is CPU bound) ...
     model_workers: int = Field(default=2, gt=0)
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings
     # (fewer with batching: a batch of n costs far less than n single scorings).
-    max_model_queue: int = Field(default=64, gt=0)
+    # 16 = two batches of 8 per thread: the bound that holds the tail (the delay shedder below
+    # steers the average but sees a queue only once it drains; RESULTS.md, session 4).
+    max_model_queue: int = Field(default=16, gt=0)
+    # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
+    # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
+    model_delay_target_ms: float = Field(default=30.0, ge=0)
     # Micro-batching of recommendations and similar items: cache misses arriving within this many
     # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
     # max_batch 1 scores every request alone.
     batch_window_ms: float = Field(default=2.0, ge=0, le=100)
-    max_batch: int = Field(default=32, gt=0, le=512)
+    # 8, not more: bigger batches hold the GIL longer and raise the latency of all who wait
+    # (RESULTS.md, session 4).
+    max_batch: int = Field(default=8, gt=0, le=512)
     # One log line per request (route, status, milliseconds; never ids). Off for load tests.
     access_log: bool = True
     cache_size: int = Field(default=10_000, ge=0)
@@ -87,7 +95,13 @@ class ServiceSettings(BaseSettings):
     warm_users: int = Field(default=0, ge=0)
     # ... and the similar items of this many most popular products (0: off).
     warm_items: int = Field(default=0, ge=0)
+    # /readyz answers 503 ("warming") while that precomputation runs, for at most this many
+    # seconds, so a load balancer sends traffic to a warm instance; 0: ready once loaded.
+    warm_ready_s: float = Field(default=0.0, ge=0)
     max_k: int = Field(default=100, gt=0)
+    # Seconds between reads of events (and erasures) that other processes wrote to the same store:
+    # the other workers of `serve --workers N`, or other servers on the file. 0 turns it off.
+    event_sync_s: float = Field(default=0.25, ge=0)
     # Seconds between checks for a new artifact (manifest change); 0 turns polling off.
     reload_poll_s: float = Field(default=0.0, ge=0)
     # Folder of an evaluation report (report.md, metrics.png) for the dashboard; optional.

@@ -52,6 +52,7 @@ def stats(service: ServiceDep) -> dict[str, Any]:
             "hits": service.cache.hits,
             "misses": service.cache.misses,
             "hit_rate": round(service.cache.hit_rate, 4),
+            "precomputed": service.precomputed,
         },
         "events_received": service.events_received,
         "event_lag_s": round(service.last_event_lag_s, 3),

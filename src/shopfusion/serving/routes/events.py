@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Path, Request
 
 from shopfusion.errors import UnknownIdError
-from shopfusion.serving.deps import ServiceDep, require
+from shopfusion.serving.deps import BatcherDep, FeedBatcher, ServiceDep, require
 from shopfusion.serving.schemas import EventBatch, EventsAccepted, UserErased, UserId
 from shopfusion.serving.security import Role
+from shopfusion.serving.service import FeedRequest
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["events"])
 
 
@@ -21,19 +26,37 @@ router = APIRouter(prefix="/v1", tags=["events"])
     dependencies=[Depends(require(Role.INGEST))],
     responses={401: {"description": "no key"}, 403: {"description": "key lacks the ingest role"}},
 )
-def post_events(service: ServiceDep, batch: EventBatch, request: Request) -> EventsAccepted:
+def post_events(
+    service: ServiceDep,
+    batcher: BatcherDep,
+    batch: EventBatch,
+    request: Request,
+    background: BackgroundTasks,
+) -> EventsAccepted:
     """Store a batch of shopper events durably; they personalise the shopper's next requests."""
     limit: int = request.app.state.settings.max_events_per_batch
     if len(batch.events) > limit:
         raise HTTPException(413, f"{len(batch.events)} events in one batch; send at most {limit}")
     try:
         events = [e.to_event() for e in batch.events]
-        seq = service.ingest(events)
+        ingested = service.ingest(events)
     except UnknownIdError as exc:
         raise HTTPException(422, str(exc)) from None
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    return EventsAccepted(accepted=len(events), last_sequence=seq)
+    if ingested.stale_feeds:
+        background.add_task(refresh_feeds, batcher, ingested.stale_feeds)
+    return EventsAccepted(accepted=len(events), last_sequence=ingested.sequence)
+
+
+async def refresh_feeds(batcher: FeedBatcher, stale: Sequence[FeedRequest]) -> None:
+    """Compute again, after the response, the cached feeds the events made stale, so the shopper's
+    next feed is a cache hit that already reflects them. They join the live misses' batches and
+    pass the same admission: a refused one (the model is busy) is left to the next request."""
+    results = await asyncio.gather(*(batcher.submit(r) for r in stale), return_exceptions=True)
+    failed = [r for r in results if isinstance(r, BaseException) and not isinstance(r, HTTPException)]
+    if failed:
+        log.warning("recomputing %d stale feeds failed: %r", len(failed), failed[0])
 
 
 @router.delete(

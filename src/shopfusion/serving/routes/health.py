@@ -21,10 +21,14 @@ async def healthz() -> Health:
 
 @router.get("/readyz", response_model=Health, responses={503: {"model": Health}})
 async def readyz(service: ServiceDep) -> Response:
-    """Ready to serve: a model and the event store are loaded."""
+    """Ready to serve: a model and the event store are loaded (and, with ``WARM_READY_S``, the
+    precomputed feeds are done or that many seconds have passed)."""
     if not service.ready:
         return JSONResponse(Health(status="loading").model_dump(), status_code=503)
     model = service.model
+    if service.warming(service.settings.warm_ready_s):
+        warming = Health(status="warming", model_version=model.version)
+        return JSONResponse(warming.model_dump(), status_code=503)
     return JSONResponse(
         Health(status="ready", model_version=model.version, search=model.searcher is not None).model_dump()
     )
