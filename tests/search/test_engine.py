@@ -10,8 +10,16 @@ import pytest
 
 from shopfusion.data.dataset import Dataset
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.ranking.fusion import FusionInput
 from shopfusion.search.api import Searcher, SearchFilters
-from shopfusion.search.engine import SIGNALS, SearchEngine, _target_rank, split_validation
+from shopfusion.search.engine import (
+    SIGNALS,
+    SearchEngine,
+    _column_medians,
+    _target_rank,
+    split_validation,
+)
+from shopfusion.search.index import query_vector
 from shopfusion.search.training import TrainingQuery
 
 TV = "Electronics > TV"
@@ -155,3 +163,44 @@ def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: Sear
         assert set(a) == set(b) == set(SIGNALS)
         leading = max(b, key=lambda n: b[n])
         assert b[leading] > 0 and a[leading] > 0, (a, b)
+
+
+def test_explanations_are_skipped_on_request_without_changing_the_ranking(engine: SearchEngine) -> None:
+    full = engine.search("samsung tv", k=8)
+    bare = engine.search("samsung tv", k=8, explain=False)
+    assert bare.explanations == [] and len(full.explanations) == 8
+    assert bare.items.tolist() == full.items.tolist() and np.allclose(bare.scores, full.scores)
+
+
+def test_ablation_shares_are_the_score_drop_when_a_signal_takes_the_median(engine: SearchEngine) -> None:
+    result = engine.search("red lipstick", k=3)
+    signals = engine.signals("red lipstick")
+    s = engine.score_all("red lipstick", signals=signals)[2]
+    assert s.candidate_features is not None
+    rows, features = s.candidate_features
+    top = features[np.searchsorted(rows, result.items)]
+    medians = np.nanmedian(features, axis=0)
+    assert np.allclose(_column_medians(features), medians, equal_nan=True)
+    ranker = engine.ranker_
+    assert ranker is not None
+    for signal in SIGNALS:
+        columns = [i for i, n in enumerate(engine.feature_names_) if n.startswith(f"{signal}_")]
+        ablated = top.copy()
+        ablated[:, columns] = medians[columns]
+        data = FusionInput(ablated, engine.feature_names_, SIGNALS, np.array([0, len(top)]))
+        drop = result.scores - ranker.predict(data)
+        assert np.allclose([e[signal] for e in result.explanations], drop, atol=1e-3), signal
+
+
+def test_column_medians_skip_unknown_values() -> None:
+    features = np.array([[1.0, np.nan, np.nan], [3.0, 2.0, np.nan], [2.0, 4.0, np.nan]], dtype=np.float32)
+    medians = _column_medians(features)
+    assert medians[:2].tolist() == [2.0, 3.0] and np.isnan(medians[2])
+
+
+def test_a_repeated_query_is_encoded_once() -> None:
+    query_vector.cache_clear()
+    first = query_vector("use-multilingual", "red lipstick")
+    again = query_vector("use-multilingual", "red lipstick")
+    assert again is first and not first.flags.writeable
+    assert query_vector.cache_info().hits == 1
