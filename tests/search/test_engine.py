@@ -20,6 +20,7 @@ from shopfusion.search.engine import (
     split_validation,
 )
 from shopfusion.search.index import query_vector
+from shopfusion.search.titles import MATCH_FEATURES
 from shopfusion.search.training import TrainingQuery
 
 TV = "Electronics > TV"
@@ -141,16 +142,18 @@ def test_target_rank_excludes_history_and_breaks_ties_at_random() -> None:
     assert ranks == {3.0, 4.0, 5.0}
 
 
-def test_title_match_features(engine: SearchEngine) -> None:
+def test_title_match_features_of_the_engine_are_named_and_computed(engine: SearchEngine) -> None:
     titles = engine._title_tokens()
-    item = next(i for i, t in enumerate(titles) if len(t) >= 3)
+    item = next(i for i, t in enumerate(titles) if len(t) >= 3 and len(set(t)) == len(t))
     words = titles[item]
     rows = np.array([item], dtype=np.int64)
-    phrase, prefix, share, length = engine._title_match(words[:2], rows)
-    assert phrase[0] == 1 and prefix[0] == 1 and length[0] == len(words)
-    assert share[0] == pytest.approx(len(set(words[:2])) / len(set(words)))
-    phrase, prefix, _, _ = engine._title_match([words[2], words[0]], rows)
-    assert prefix[0] == 0 and (phrase[0] == 0 or words[2] == words[0])
+    columns = dict(zip(MATCH_FEATURES, engine._title_match(words[:2], rows), strict=True))
+    assert columns["phrase"][0] == 1 and columns["prefix"][0] == 1 and columns["in_order"][0] == 1
+    assert columns["title_length"][0] == len(words) and columns["span"][0] == 1.0
+    assert columns["title_share"][0] == pytest.approx(2 / len(words))
+    reversed_order = dict(zip(MATCH_FEATURES, engine._title_match([words[2], words[0]], rows), strict=True))
+    assert reversed_order["prefix"][0] == 0 and reversed_order["in_order"][0] == 0
+    assert {f"lexical_{name}" for name in MATCH_FEATURES} <= set(engine.feature_names_)
 
 
 def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: SearchEngine) -> None:

@@ -9,6 +9,7 @@ over sets.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +17,10 @@ import scipy.sparse as sp
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+
+
+#: The names of :meth:`TitleIndex.match`'s columns (ranker features ``lexical_<name>``).
+MATCH_FEATURES = ("phrase", "prefix", "title_share", "title_length", "in_order", "idf_coverage", "span")
 
 
 class TitleIndex:
@@ -36,28 +41,45 @@ class TitleIndex:
             shape=(len(self.tokens), max(len(self.vocab), 1)),
         )
         self.distinct = np.asarray(self.words.sum(axis=1), dtype=np.float32).ravel()
+        # A word's rarity among titles; a word no title has counts as rare as the rarest.
+        frequency = np.asarray(self.words.sum(axis=0), dtype=np.float32).ravel()
+        self.idf = np.log1p(len(self.tokens) / np.maximum(frequency, 1.0)).astype(np.float32)
+        self.unknown_idf = float(np.log1p(len(self.tokens)))
         self.length = np.array([len(t) for t in self.tokens], dtype=np.float32)
         self.joined = [f" {' '.join(t)} " for t in self.tokens]
 
     def match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
-        """Per row: the query as a contiguous phrase of the title, as its first words, the share
-        of the title's distinct words the query names, and the title's length in words."""
+        """Per row, in :data:`MATCH_FEATURES` order: the query as a contiguous phrase of the title,
+        as its first words, the share of the title's distinct words the query names, the title's
+        length in words; whether the title holds every query word in the query's order, the
+        rarity-weighted share of the query's words the title holds, and, when it holds them all,
+        how tightly (the words' span in the title per query word; NaN otherwise)."""
+        n = len(rows)
+        phrase, prefix, share, in_order, weighted = (np.zeros(n, dtype=np.float32) for _ in range(5))
+        span = np.full(n, np.nan, dtype=np.float32)
         length = self.length[rows]
-        phrase = np.zeros(len(rows), dtype=np.float32)
-        prefix = np.zeros(len(rows), dtype=np.float32)
-        share = np.zeros(len(rows), dtype=np.float32)
-        known = [self.vocab[w] for w in dict.fromkeys(query) if w in self.vocab]
-        if not query or not known or not len(rows):
-            return [phrase, prefix, share, length]
+        distinct = list(dict.fromkeys(query))
+        known = [self.vocab[w] for w in distinct if w in self.vocab]
+        if not known or not n:
+            return [phrase, prefix, share, length, in_order, weighted, span]
         wanted = np.zeros(self.words.shape[1], dtype=np.float32)
         wanted[known] = 1.0
-        named = np.asarray(self.words[rows] @ wanted, dtype=np.float32).ravel()
-        share = np.divide(named, self.distinct[rows], out=share, where=self.distinct[rows] > 0)
-        # A phrase needs every query word in the title: test only those rows.
+        held = self.words[rows]
+        named = np.asarray(held @ wanted, dtype=np.float32).ravel()
+        np.divide(named, self.distinct[rows], out=share, where=self.distinct[rows] > 0)
+        total = float(self.idf[known].sum()) + self.unknown_idf * (len(distinct) - len(known))
+        weighted[:] = np.asarray(held @ (wanted * self.idf), dtype=np.float32).ravel() / total
+        if len(known) < len(distinct):
+            return [phrase, prefix, share, length, in_order, weighted, span]
+        # Word order and phrases need every query word in the title: only those rows are read.
         text = f" {' '.join(query)} "
-        every = np.flatnonzero(named >= len(known)) if len(known) == len(set(query)) else np.zeros(0, int)
-        for j in every:
-            joined = self.joined[int(rows[j])]
+        for j in np.flatnonzero(named >= len(known)).tolist():
+            item = int(rows[j])
+            joined = self.joined[item]
             phrase[j] = text in joined
             prefix[j] = joined.startswith(text)
-        return [phrase, prefix, share.astype(np.float32), length]
+            words = self.tokens[item]
+            positions = [words.index(w) for w in distinct]
+            in_order[j] = all(a < b for a, b in pairwise(positions))
+            span[j] = (max(positions) - min(positions) + 1) / len(positions)
+        return [phrase, prefix, share, length, in_order, weighted, span]
