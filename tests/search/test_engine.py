@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from shopfusion.data.dataset import Dataset
+from shopfusion.encoders.text import LazyModel
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.ranking.fusion import FusionInput
 from shopfusion.search.api import Searcher, SearchFilters
@@ -19,7 +20,7 @@ from shopfusion.search.engine import (
     _target_rank,
     split_validation,
 )
-from shopfusion.search.index import query_vector
+from shopfusion.search.index import query_vector, search_encoder
 from shopfusion.search.titles import MATCH_FEATURES
 from shopfusion.search.training import TrainingQuery
 
@@ -111,6 +112,7 @@ def test_save_and_load_give_identical_results(engine: SearchEngine, tmp_path: Pa
         assert np.allclose(a.scores, b.scores)
         assert a.facets == b.facets and a.corrected_query == b.corrected_query
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pickle"))
+    assert "titles_" in SearchEngine.load(tmp_path / "search").__dict__  # ready before the first query
     with pytest.raises(ArtifactError, match="shopfusion train"):
         SearchEngine.load(tmp_path / "missing")
 
@@ -207,3 +209,11 @@ def test_a_repeated_query_is_encoded_once() -> None:
     again = query_vector("use-multilingual", "red lipstick")
     assert again is first and not first.flags.writeable
     assert query_vector.cache_info().hits == 1
+
+
+def test_loading_prepares_the_encoder_before_the_first_query(engine: SearchEngine, tmp_path: Path) -> None:
+    engine.save(tmp_path / "search")
+    search_encoder.cache_clear()  # a fresh process: no encoder built yet
+    SearchEngine.load(tmp_path / "search")
+    encoder = search_encoder("use-multilingual")
+    assert isinstance(encoder, LazyModel) and encoder._model is not None

@@ -199,6 +199,11 @@ class DenseIndex:
         the costliest step of a search that does not depend on the shopper)."""
         return {name: query_vector(name, query) for name in self.encoders}
 
+    def warm_up(self) -> None:
+        """Load every encoder's model (lazy otherwise: the first query would wait for it)."""
+        for name in self.encoders:
+            search_encoder(name).encode(["warm up"])
+
     def encode_queries(self, queries: Sequence[str]) -> dict[str, FloatArray]:
         """``(len(queries), dim)`` per encoder, batched (training encodes thousands at once)."""
         return {name: search_encoder(name).encode(list(queries)) for name in self.encoders}
