@@ -90,8 +90,8 @@ class SearchConfig(BaseModel):
         default_factory=lambda: {"title": 1.0, "brand": 0.7, "category": 0.5, "description": 0.3},
         description="weights of the BM25 fields in the `bm25` baseline score and its candidates",
     )
-    # Halving every pool (200/100/100/100 before) left the validation figures where they were
-    # (benchmarks/RESULTS.md, session 4) and cut a search's features and ranking by ~40%.
+    # Halving every pool (200/100/100/100 before) left the validation figures where they were and
+    # took ~0.4 ms off a ~5 ms search (benchmarks/RESULTS.md, session 4).
     lexical_candidates: int = Field(default=100, ge=1)
     ngram_candidates: int = Field(default=50, ge=0)
     dense_candidates: int = Field(default=50, ge=0, description="per encoder")
@@ -116,8 +116,8 @@ class SearchConfig(BaseModel):
     )
     ranker: dict[str, Any] = Field(
         default_factory=lambda: {"n_estimators": 400, "learning_rate": 0.1, "min_child_samples": 50},
-        description="LightGBM LambdaMART parameters; 0.1 reached the validation figures of 0.05 "
-        "with half the trees (half the ranking time)",
+        description="LightGBM LambdaMART parameters; a learning rate of 0.1 reached the validation "
+        "figures of 0.05 with about half the trees",
     )
     seed: int = 0
 
