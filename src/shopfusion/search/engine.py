@@ -51,11 +51,13 @@ from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.ranking.fusion import FusionInput, LambdaMARTFusion
 from shopfusion.ranking.groups import subsample_groups
 from shopfusion.retrieval.base import TrainData, sparse_from_arrays, sparse_to_arrays
+from shopfusion.retrieval.blas import single_blas_thread_if_small
 from shopfusion.retrieval.item2item import ItemToItemRetriever
 from shopfusion.search.api import FacetValue, SearchFilters, SearchResult
 from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
 from shopfusion.search.intent import CategoryIntent
 from shopfusion.search.query import SpellCorrector, tokenize, word_bigrams
+from shopfusion.search.titles import MATCH_FEATURES, TitleIndex
 from shopfusion.search.training import (
     TrainingQuery,
     category_queries,
@@ -88,10 +90,12 @@ class SearchConfig(BaseModel):
         default_factory=lambda: {"title": 1.0, "brand": 0.7, "category": 0.5, "description": 0.3},
         description="weights of the BM25 fields in the `bm25` baseline score and its candidates",
     )
-    lexical_candidates: int = Field(default=200, ge=1)
-    ngram_candidates: int = Field(default=100, ge=0)
-    dense_candidates: int = Field(default=100, ge=0, description="per encoder")
-    personal_candidates: int = Field(default=100, ge=0)
+    # Halving every pool (200/100/100/100 before) left the validation figures where they were and
+    # took ~0.4 ms off a ~5 ms search (benchmarks/RESULTS.md, session 4).
+    lexical_candidates: int = Field(default=100, ge=1)
+    ngram_candidates: int = Field(default=50, ge=0)
+    dense_candidates: int = Field(default=50, ge=0, description="per encoder")
+    personal_candidates: int = Field(default=50, ge=0)
     known_item_queries: int = Field(default=5000, ge=0)
     category_queries: int = Field(default=1000, ge=0)
     personal_queries: int = Field(default=4000, ge=0)
@@ -111,7 +115,9 @@ class SearchConfig(BaseModel):
         "(exact sums, several times the cost of the ranking itself)",
     )
     ranker: dict[str, Any] = Field(
-        default_factory=lambda: {"n_estimators": 400, "learning_rate": 0.05, "min_child_samples": 50}
+        default_factory=lambda: {"n_estimators": 400, "learning_rate": 0.1, "min_child_samples": 50},
+        description="LightGBM LambdaMART parameters; a learning rate of 0.1 reached the validation "
+        "figures of 0.05 with about half the trees",
     )
     seed: int = 0
 
@@ -360,7 +366,8 @@ class SearchEngine:
         ]
         # Small catalogs need few queries to cover them: at most `QUERIES_PER_ITEM` per item and kind.
         cap = QUERIES_PER_ITEM * len(titles)
-        queries = known_item_queries(titles, min(cfg.known_item_queries, cap), rng)
+        demand = np.bincount(histories.items, minlength=len(titles)).astype(np.float64)
+        queries = known_item_queries(titles, min(cfg.known_item_queries, cap), rng, demand=demand)
         queries += category_queries(names, min(cfg.category_queries, cap), rng)
         queries += personal_queries(titles, histories, min(cfg.personal_queries, cap), rng)
         queries += [TrainingQuery(q, np.array([i], dtype=np.int64), kind="event") for q, i in events]
@@ -439,10 +446,7 @@ class SearchEngine:
             "lexical_coverage",
             "lexical_query_tokens",
             "lexical_corrected",
-            "lexical_phrase",
-            "lexical_prefix",
-            "lexical_title_share",
-            "lexical_title_length",
+            *(f"lexical_{name}" for name in MATCH_FEATURES),
             *dense,
             "intent_match",
             "prior_popularity",
@@ -557,32 +561,17 @@ class SearchEngine:
             out[:, j] = column
         return out
 
+    def _titles(self) -> TitleIndex:
+        if not hasattr(self, "titles_"):
+            self.titles_ = TitleIndex([tokenize(t) for t in self.catalog_.title])
+        return self.titles_
+
     def _title_tokens(self) -> list[list[str]]:
-        if not hasattr(self, "title_tokens_"):
-            self.title_tokens_ = [tokenize(t) for t in self.catalog_.title]
-        return self.title_tokens_
+        return self._titles().tokens
 
     def _title_match(self, query: list[str], rows: IntArray) -> list[FloatArray]:
-        """How each candidate's title holds the query: as a contiguous phrase, as its first words,
-        the share of the title's distinct words the query names, and the title's length in words."""
-        titles = self._title_tokens()
-        phrase = np.zeros(len(rows), dtype=np.float32)
-        prefix = np.zeros(len(rows), dtype=np.float32)
-        share = np.zeros(len(rows), dtype=np.float32)
-        length = np.zeros(len(rows), dtype=np.float32)
-        wanted = set(query)
-        text = " " + " ".join(query) + " "
-        for j, row in enumerate(rows.tolist()):
-            words = titles[row]
-            length[j] = len(words)
-            if not query or not words:
-                continue
-            joined = " " + " ".join(words) + " "
-            phrase[j] = text in joined
-            prefix[j] = joined.startswith(text)
-            distinct = set(words)
-            share[j] = len(wanted & distinct) / len(distinct)
-        return [phrase, prefix, share, length]
+        """How each candidate's title holds the query (see :meth:`TitleIndex.match`)."""
+        return self._titles().match(query, rows)
 
     def _content(self, s: Signals, rows: IntArray) -> FloatArray | float:
         """Cosine of each candidate with the history's profile (last encoder): affinity by meaning."""
@@ -632,31 +621,35 @@ class SearchEngine:
         history: IntArray | None = None,
         filters: SearchFilters | None = None,
         exclude_history: bool = False,
+        explain: bool = True,
     ) -> SearchResult:
+        """:meth:`Searcher.search`; ``explain=False`` leaves ``explanations`` empty (one ranker
+        call fewer, for callers that never show "why this?")."""
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
-        scores, candidates, s = self.score_all(query, history, filters)
-        if exclude_history and len(s.history):
-            scores[s.history] = -np.inf
-        matches = candidates[np.isfinite(scores[candidates])]
-        top = matches[np.lexsort((matches, -scores[matches]))][:k]
-        return SearchResult(
-            items=top.astype(np.int64),
-            scores=scores[top].astype(np.float32),
-            facets=self.catalog_.facets(matches),
-            explanations=self._explain(s, top),
-            corrected_query=" ".join(s.corrected) if s.corrected != s.tokens else None,
-        )
+        # One query's linear algebra is too small for BLAS threads; on busy cores they only spin.
+        with single_blas_thread_if_small(1):
+            scores, candidates, s = self.score_all(query, history, filters)
+            if exclude_history and len(s.history):
+                scores[s.history] = -np.inf
+            matches = candidates[np.isfinite(scores[candidates])]
+            top = matches[np.lexsort((matches, -scores[matches]))][:k]
+            return SearchResult(
+                items=top.astype(np.int64),
+                scores=scores[top].astype(np.float32),
+                facets=self.catalog_.facets(matches),
+                explanations=self._explain(s, top, scores[top]) if explain else [],
+                corrected_query=" ".join(s.corrected) if s.corrected != s.tokens else None,
+            )
 
-    def _explain(self, s: Signals, top: IntArray) -> list[dict[str, float]]:
+    def _explain(self, s: Signals, top: IntArray, scores: FloatArray) -> list[dict[str, float]]:
+        """``scores``: the ranker's scores of ``top`` (the ablation's baseline)."""
         if not len(top):
             return []
         reference: FloatArray | None = None
         if s.candidate_features is not None:
             candidates, features = s.candidate_features
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # an all-unknown column stays NaN
-                reference = np.nanmedian(features, axis=0) if len(features) else None
+            reference = _column_medians(features) if len(features) else None
             rows = features[np.searchsorted(candidates, top)]
         else:
             rows = self._features(s, top)
@@ -666,28 +659,32 @@ class SearchEngine:
         elif self.config.explanations == "shap" or reference is None:
             shares = self.ranker_.contributions(data)
         else:
-            shares = self._ablation(data, reference)
+            shares = self._ablation(data, reference, scores)
         return [{name: round(float(v), 4) for name, v in zip(SIGNALS, row, strict=True)} for row in shares]
 
-    def _ablation(self, data: FusionInput, reference: FloatArray) -> FloatArray:
-        """Per signal group, how far each row's score falls when that group's features take the
-        candidates' median values instead: one batched prediction, a fraction of TreeSHAP's cost."""
+    def _ablation(self, data: FusionInput, reference: FloatArray, base: FloatArray) -> FloatArray:
+        """Per signal group, how far each row's score (``base``) falls when that group's features
+        take the candidates' median values instead: one batched prediction, a fraction of
+        TreeSHAP's cost."""
         k = len(data.features)
-        blocks = [data.features]
-        for signal in SIGNALS:
-            columns = [i for i, n in enumerate(data.feature_names) if n.startswith(f"{signal}_")]
-            block = data.features.copy()
-            block[:, columns] = reference[columns]
-            blocks.append(block)
-        stacked = np.concatenate(blocks)
+        stacked = np.repeat(data.features[None], len(SIGNALS), axis=0)
+        for j, columns in enumerate(self._signal_columns()):
+            stacked[j][:, columns] = reference[columns]
+        flat = stacked.reshape(-1, data.features.shape[1])
         scores = self.ranker_.predict(  # type: ignore[union-attr]
-            FusionInput(stacked, data.feature_names, SIGNALS, np.array([0, len(stacked)]))
+            FusionInput(flat, data.feature_names, SIGNALS, np.array([0, len(flat)]))
         )
-        base = scores[:k]
-        shares: FloatArray = np.column_stack(
-            [base - scores[(j + 1) * k : (j + 2) * k] for j in range(len(SIGNALS))]
-        ).astype(np.float32)
+        shares: FloatArray = (base[None, :] - scores.reshape(len(SIGNALS), k)).T.astype(np.float32)
         return shares
+
+    def _signal_columns(self) -> list[list[int]]:
+        """Per signal group, the indices of its features."""
+        if not hasattr(self, "signal_columns_"):
+            self.signal_columns_ = [
+                [i for i, n in enumerate(self.feature_names_) if n.startswith(f"{signal}_")]
+                for signal in SIGNALS
+            ]
+        return self.signal_columns_
 
     def category_intent(self, query: str, n: int = 3) -> list[tuple[str, float]]:
         """The ``n`` likeliest categories of ``query`` with their probabilities."""
@@ -764,6 +761,10 @@ class SearchEngine:
             ranker = LambdaMARTFusion()
             ranker.restore({"model_text": np.array((path / "ranker.txt").read_text())})
             engine.ranker_ = ranker
+        # Prepared now (title index, encoder weights: ~1 s on the 12k-item catalog), so that the
+        # first query after a (re)load does not pay for them.
+        engine._titles()
+        engine.dense_.warm_up()
         return engine
 
 
@@ -854,6 +855,19 @@ def _fallback_parts(data: FusionInput) -> FloatArray:
 def _fallback(data: FusionInput) -> FloatArray:
     fused: FloatArray = _fallback_parts(data).sum(axis=1).astype(np.float32)
     return fused
+
+
+def _column_medians(features: FloatArray) -> FloatArray:
+    """Per column, the median of its known values (NaN when none is known). ``np.nanmedian`` goes
+    through masked arrays, several times the cost of a search's ranking, so only the columns that
+    hold a NaN take it."""
+    medians: FloatArray = np.median(features, axis=0)
+    unknown = np.flatnonzero(np.isnan(medians))
+    if len(unknown):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-unknown column stays NaN
+            medians[unknown] = np.nanmedian(features[:, unknown], axis=0)
+    return medians
 
 
 def _savez(path: Path, arrays: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ import logging
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +168,18 @@ def search_encoder(name: str) -> TextEncoder:
     return encoder
 
 
+#: Query vectors kept per process (about 2 KB each for a 512-dimensional encoder).
+QUERY_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=QUERY_CACHE_SIZE)
+def query_vector(encoder: str, query: str) -> FloatArray:
+    """``query`` encoded by ``encoder``, read-only: the array is shared by every later hit."""
+    vector: FloatArray = search_encoder(encoder).encode([query])[0]
+    vector.setflags(write=False)
+    return vector
+
+
 @dataclass
 class DenseIndex:
     """L2-normalised item vectors per encoder; a query's cosine with every item is one mat-vec."""
@@ -183,7 +195,14 @@ class DenseIndex:
         return cls(tuple(encoders), vectors)
 
     def encode_query(self, query: str) -> dict[str, FloatArray]:
-        return {name: search_encoder(name).encode([query])[0] for name in self.encoders}
+        """One query's vector per encoder; repeated queries come from a bounded cache (encoding is
+        the costliest step of a search that does not depend on the shopper)."""
+        return {name: query_vector(name, query) for name in self.encoders}
+
+    def warm_up(self) -> None:
+        """Load every encoder's model (lazy otherwise: the first query would wait for it)."""
+        for name in self.encoders:
+            search_encoder(name).encode(["warm up"])
 
     def encode_queries(self, queries: Sequence[str]) -> dict[str, FloatArray]:
         """``(len(queries), dim)`` per encoder, batched (training encodes thousands at once)."""

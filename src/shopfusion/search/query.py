@@ -8,6 +8,7 @@ everything else is split on non-word characters. A light suffix rule folds Engli
 
 from __future__ import annotations
 
+import html
 import logging
 import re
 import threading
@@ -30,13 +31,14 @@ _jieba_lock = threading.Lock()
 
 
 def normalise(text: str) -> str:
-    """NFKC (full-width letters and digits become ASCII), case-folded, HTML ``&amp;`` decoded,
+    """NFKC (full-width letters and digits become ASCII), case-folded, HTML entities decoded
+    (catalog titles often carry ``&quot;`` or ``&reg;``, which must not become words),
     punctuation turned into spaces, runs of spaces collapsed.
 
     >>> normalise("  ＳＡＭＳＵＮＧ  QLED-TV, 55\\"!  ")
     'samsung qled-tv 55'
     """
-    text = unicodedata.normalize("NFKC", text).replace("&amp;", "&").casefold()
+    text = unicodedata.normalize("NFKC", html.unescape(text)).casefold()
     return " ".join(_WORD.findall(text))
 
 
