@@ -182,8 +182,11 @@ def test_model_gate_sheds_misses_but_serves_cache_hits_when_busy(
     batcher = client.app.state.batcher  # type: ignore[attr-defined]
     rank_batch = batcher.process
 
+    busy = threading.Event()
+
     def slow(*args: object, **kwargs: object) -> object:
-        time.sleep(0.6)
+        busy.set()
+        time.sleep(1.5)
         return rank_batch(*args, **kwargs)
 
     monkeypatch.setattr(batcher, "process", slow)
@@ -194,10 +197,11 @@ def test_model_gate_sheds_misses_but_serves_cache_hits_when_busy(
 
     first = threading.Thread(target=ask, args=("u0001",))
     first.start()
-    time.sleep(0.2)  # u0001 now holds the only place
+    assert busy.wait(10)  # u0001 now holds the only place
     started = time.perf_counter()
     ask("u0002")
-    assert codes["u0002"] == 503 and time.perf_counter() - started < 0.3  # refused at once
+    # Refused without waiting for the busy batch (which takes 1.5 s).
+    assert codes["u0002"] == 503 and time.perf_counter() - started < 1.0
     hit = client.get("/v1/recommend", params={"user_id": "u0009"})
     assert hit.status_code == 200 and hit.json()["cached"]  # hot requests still answered
     first.join()

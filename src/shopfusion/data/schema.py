@@ -108,7 +108,10 @@ class Event(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _to_utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last representable time
+            raise ValueError(f"timestamp {value.isoformat()} is out of range in UTC") from None
 
     @field_validator("query", mode="before")
     @classmethod
@@ -128,15 +131,22 @@ def parse_timestamp(value: Any) -> datetime:
         if math.isnan(value):
             raise ValueError("timestamp is empty")
         seconds = value / 1000.0 if abs(value) > 1e11 else float(value)
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(
+                f"timestamp {value!r} is out of range: use seconds or milliseconds since 1970-01-01"
+            ) from None
     if isinstance(value, str):
         text = value.strip()
         if not text:
             raise ValueError("timestamp is empty")
         try:
-            return parse_timestamp(float(text))
+            number = float(text)
         except ValueError:
             pass
+        else:
+            return parse_timestamp(number)
         try:
             return datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
