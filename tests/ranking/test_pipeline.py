@@ -286,3 +286,39 @@ def test_fit_summary_says_how_an_iterative_source_stopped(clustered_histories: H
     assert summary["sasrec_training"]["epochs"] == 2
     assert summary["sasrec_training"]["stopped_by"] == "max_epochs"
     assert "item2item_training" not in summary
+
+
+def test_a_dataset_without_item_text_still_trains_and_evaluates_with_a_content_source(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An S3-Rec folder with no items.tsv (sequences only, as other Amazon categories may come):
+    the content source has nothing to embed, but the pipeline must still train, fuse and report."""
+    import json
+
+    from tests_support import write_s3rec_folder
+
+    monkeypatch.setenv("SHOPFUSION_CACHE", str(tmp_path / "cache"))
+    data = write_s3rec_folder(tmp_path / "no_text")
+    (data / "items.tsv").unlink()
+    config = tmp_path / "pipeline.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "sources": [
+                    {"name": "item2item", "candidates": 6},
+                    {"name": "content", "params": {"encoder": "use-multilingual"}, "candidates": 6},
+                    {"name": "popularity", "candidates": 3},
+                ],
+                "fusion": {"method": "select", "params": {"methods": ["weighted", "lambdamart"]}},
+            }
+        )
+    )
+    out = tmp_path / "report.json"
+    result = CliRunner().invoke(
+        app, ["evaluate", "rec", "--data", str(data), "--config", str(config), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    results = json.loads(out.read_text())["results"]
+    assert set(results) == {"item2item", "content", "popularity", "fusion"}
+    # Without text the fusion has to lean on behaviour: it keeps up with item2item.
+    assert results["fusion"]["NDCG@10"] >= 0.9 * results["item2item"]["NDCG@10"] > 0
