@@ -84,9 +84,9 @@ class SASRecRetriever(Retriever):
     after ``patience`` epochs without improvement, after ``max_epochs``, or once
     ``max_train_seconds`` have passed (the only non-deterministic stop: results are reproducible
     for a given ``random_state`` when training ends before the wall-clock budget). The budget is a
-    safety cap, set well above what patience needs on an idle core (Beauty: ~27 epochs of ~7 s),
-    so that a busy machine trains the same model, only later; ``stopped_by_`` and the artifact
-    record which rule ended training.
+    safety cap, set well above what patience needs (Beauty: 27–34 epochs, 150–310 s on one core of
+    a more or less busy 2-core machine), so that a busy machine trains the same model, only
+    later; ``stopped_by_`` and the artifact record which rule ended training.
 
     The held-out items of those users stay out of training (a few percent of the events).
 
