@@ -217,3 +217,29 @@ def test_loading_prepares_the_encoder_before_the_first_query(engine: SearchEngin
     SearchEngine.load(tmp_path / "search")
     encoder = search_encoder("use-multilingual")
     assert isinstance(encoder, LazyModel) and encoder._model is not None
+
+
+def test_per_query_work_runs_on_one_blas_thread(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Searching and the build's per-query loops (ranker training, validation) compute one query's
+    signals at a time: BLAS threads there only spin, so they are limited to one."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> list[int]:
+        return [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    signals = SearchEngine.signals
+
+    def recording(self: SearchEngine, *args: object, **kwargs: object) -> object:
+        seen.append(blas_threads())
+        return signals(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SearchEngine, "signals", recording)
+    before = blas_threads()
+    engine.search("电视", k=3)
+    engine.validate([TrainingQuery("samsung tv", np.array([0]))], np.random.default_rng(0))
+    assert before and len(seen) == 2
+    assert all(threads == [1] * len(before) for threads in seen)
+    assert blas_threads() == before

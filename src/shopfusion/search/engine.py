@@ -51,7 +51,7 @@ from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.ranking.fusion import FusionInput, LambdaMARTFusion
 from shopfusion.ranking.groups import subsample_groups
 from shopfusion.retrieval.base import TrainData, sparse_from_arrays, sparse_to_arrays
-from shopfusion.retrieval.blas import single_blas_thread_if_small
+from shopfusion.retrieval.blas import one_blas_thread
 from shopfusion.retrieval.item2item import ItemToItemRetriever
 from shopfusion.search.api import FacetValue, SearchFilters, SearchResult
 from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
@@ -382,13 +382,16 @@ class SearchEngine:
         labels: list[npt.NDArray[np.bool_]] = []
         priorities: list[FloatArray] = []
         sizes: list[int] = []
-        for i, q in enumerate(queries):
-            signals = self.signals(q.query, q.history, {n: v[i] for n, v in vectors.items()})
-            candidates = self._candidates(signals, np.ones(self.n_items_, dtype=bool))
-            blocks.append(self._features(signals, candidates))
-            labels.append(np.isin(candidates, q.positives))
-            priorities.append(-signals.lexical(cfg.field_weights)[candidates])
-            sizes.append(len(candidates))
+        # One query at a time: its linear algebra is too small for BLAS threads, which only spin
+        # (the 12k x 512 mat-vec took 5x longer on two threads than on one; RESULTS.md, session 4).
+        with one_blas_thread():
+            for i, q in enumerate(queries):
+                signals = self.signals(q.query, q.history, {n: v[i] for n, v in vectors.items()})
+                candidates = self._candidates(signals, np.ones(self.n_items_, dtype=bool))
+                blocks.append(self._features(signals, candidates))
+                labels.append(np.isin(candidates, q.positives))
+                priorities.append(-signals.lexical(cfg.field_weights)[candidates])
+                sizes.append(len(candidates))
         summary: dict[str, Any] = {"queries": len(queries)}
         for kind in sorted({q.kind for q in queries}):
             summary[f"queries_{kind}"] = sum(q.kind == kind for q in queries)
@@ -416,13 +419,14 @@ class SearchEngine:
         every item (history excluded, ties at random): the engine's own validation figures."""
         vectors = self.dense_.encode_queries([q.query for q in queries])
         ranks: dict[str, dict[str, list[float]]] = {}
-        for i, q in enumerate(queries):
-            signals = self.signals(q.query, q.history, {n: v[i] for n, v in vectors.items()})
-            fused, _, s = self.score_all(q.query, q.history, signals=signals)
-            for system, scores in (("fusion", fused), ("bm25", s.lexical(self.config.field_weights))):
-                ranks.setdefault(f"{q.kind}/{system}", {}).setdefault("rank", []).append(
-                    _target_rank(scores, q.positives, q.history, rng)
-                )
+        with one_blas_thread():  # one query at a time, as in _fit_ranker
+            for i, q in enumerate(queries):
+                signals = self.signals(q.query, q.history, {n: v[i] for n, v in vectors.items()})
+                fused, _, s = self.score_all(q.query, q.history, signals=signals)
+                for system, scores in (("fusion", fused), ("bm25", s.lexical(self.config.field_weights))):
+                    ranks.setdefault(f"{q.kind}/{system}", {}).setdefault("rank", []).append(
+                        _target_rank(scores, q.positives, q.history, rng)
+                    )
         out: dict[str, Any] = {}
         for key, values in sorted(ranks.items()):
             r = np.asarray(values["rank"])
@@ -628,7 +632,7 @@ class SearchEngine:
         if k < 1:
             raise ConfigError(f"k must be at least 1, got {k}")
         # One query's linear algebra is too small for BLAS threads; on busy cores they only spin.
-        with single_blas_thread_if_small(1):
+        with one_blas_thread():
             scores, candidates, s = self.score_all(query, history, filters)
             if exclude_history and len(s.history):
                 scores[s.history] = -np.inf
