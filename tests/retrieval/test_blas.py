@@ -45,3 +45,17 @@ def test_als_solves_each_request_on_one_blas_thread_even_in_a_large_batch(
     assert before, "numpy's BLAS is visible to threadpoolctl"
     assert len(seen) == SMALL_BATCH + 10 and all(threads == [1] * len(before) for threads in seen)
     assert _blas_threads() == before and np.isfinite(scores).all()
+
+
+def test_the_controller_is_remade_after_new_imports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A library imported after the first limit may bring its own BLAS (it did in the test suite:
+    one of three BLAS libraries stayed at two threads); new imports make a new controller."""
+    import sys
+    import types
+
+    from shopfusion.retrieval import blas
+
+    first = blas._controller()
+    assert blas._controller() is first  # reused while nothing new is imported
+    monkeypatch.setitem(sys.modules, "_shopfusion_test_new_module", types.ModuleType("new"))
+    assert blas._controller() is not first

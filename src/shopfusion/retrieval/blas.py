@@ -3,14 +3,16 @@
 A single request's linear algebra (a 128x128 solve, one user vector against the catalog) is too
 small to gain from BLAS threads, and when the cores are busy a multi-threaded BLAS spins and
 waits: on a loaded 2-core machine a 128x128 ``solve`` took 17 ms instead of well under one.
-``threadpoolctl.threadpool_limits`` rescans the loaded libraries on every call (~2 ms), so one
-controller is made once and reused (~10 µs per use).
+``threadpoolctl.threadpool_limits`` rescans the loaded libraries on every call (~2 ms), so a
+controller is made once and reused (~10 µs per use) — until modules were imported since: a library
+imported later may bring its own BLAS (torch, faiss, scipy's OpenBLAS), which a controller made
+before it does not know and would leave multi-threaded.
 """
 
 from __future__ import annotations
 
+import sys
 from contextlib import AbstractContextManager, nullcontext
-from functools import cache
 from typing import Any
 
 from threadpoolctl import ThreadpoolController
@@ -19,9 +21,18 @@ from threadpoolctl import ThreadpoolController
 SMALL_BATCH = 64
 
 
-@cache
+_made_for: tuple[int, ThreadpoolController] | None = None
+
+
 def _controller() -> ThreadpoolController:
-    return ThreadpoolController()
+    """The controller of the BLAS libraries loaded now (remade when modules were imported since)."""
+    global _made_for
+    n_modules = len(sys.modules)
+    made = _made_for
+    if made is None or made[0] != n_modules:
+        made = (n_modules, ThreadpoolController())
+        _made_for = made  # two threads remaking it at once is harmless: both scan the same libraries
+    return made[1]
 
 
 def one_blas_thread() -> AbstractContextManager[Any]:
