@@ -41,6 +41,7 @@ class RouteLabel:
 
 _ROUTES = {"recommend": RouteLabel("/v1/recommend"), "similar": RouteLabel("/v1/similar/{item_id}")}
 _MODEL_BUSY = prerendered(503, "the model is at capacity; retry shortly", {"Retry-After": "1"})
+_LOOKUP = "shopfusion.plain_list"  # scope key of :meth:`PlainLists.lookup`'s answer
 
 
 class PlainLists:
@@ -55,7 +56,16 @@ class PlainLists:
         return found is not None and found[1] in self.service.cache
 
     def lookup(self, scope: Scope) -> tuple[str, Key] | None:
-        """The route (``recommend`` | ``similar``) and cache key of a plain, valid request."""
+        """The route (``recommend`` | ``similar``) and cache key of a plain, valid request.
+
+        Kept in the scope: under overload the guard's exemption check and the fast path both ask,
+        and the key costs a query-string parse and a keyed hash of the shopper's id."""
+        if _LOOKUP not in scope:
+            scope[_LOOKUP] = self._lookup(scope)
+        found: tuple[str, Key] | None = scope[_LOOKUP]
+        return found
+
+    def _lookup(self, scope: Scope) -> tuple[str, Key] | None:
         if self.service.settings.read_requires_key:
             return None
         params = _params(scope["query_string"])

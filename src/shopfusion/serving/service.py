@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +102,7 @@ class Service:
         self._online: dict[str, deque[str]] = {}
         # How often each shopper's history changed (events, erasure): a list computed from an
         # older history must not land in the cache after the change dropped the shopper's entries.
-        self._changes: dict[str, int] = {}
+        self._changes: Counter[str] = Counter()
         self._online_lock = threading.Lock()
         self.precomputed = 0  # lists cached by :meth:`warm` so far (stats and metrics read it)
         self.warming_since: float | None = None  # time.monotonic() while :meth:`warm` runs
@@ -268,7 +268,7 @@ class Service:
         if request.kind != "recommend" or not request.subject:
             return 0
         with self._online_lock:
-            return self._changes.get(self.pseudonymize(request.subject), 0)
+            return self._changes[self.pseudonymize(request.subject)]
 
     def _finish_request(
         self, request: FeedRequest, history: list[int], scores: FloatArray | None, changes: int = 0
@@ -476,7 +476,7 @@ class Service:
         for event in stored:
             if event.item_id is not None and event.type in _BEHAVIOUR:
                 self._online.setdefault(event.user_id, deque(maxlen=ONLINE_HISTORY)).append(event.item_id)
-            self._changes[event.user_id] = self._changes.get(event.user_id, 0) + 1
+            self._changes[event.user_id] += 1
 
     def sync_events(self, limit: int = 1000) -> int:
         """Apply the events other processes wrote to the shared store since the last call (another
@@ -512,7 +512,7 @@ class Service:
             self._erased |= new
             for pseudonym in new:
                 self._online.pop(pseudonym, None)
-                self._changes[pseudonym] = self._changes.get(pseudonym, 0) + 1
+                self._changes[pseudonym] += 1
         for pseudonym in new:
             self.cache.drop_user(pseudonym)
 
@@ -529,7 +529,7 @@ class Service:
                     f.write(pseudonym + "\n")
         with self._online_lock:
             self._online.pop(pseudonym, None)
-            self._changes[pseudonym] = self._changes.get(pseudonym, 0) + 1
+            self._changes[pseudonym] += 1
         self.cache.drop_user(pseudonym)
         return deleted
 
