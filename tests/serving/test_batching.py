@@ -4,6 +4,7 @@ the service's batch path against its single path, and batching through real HTTP
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -149,9 +150,72 @@ def test_a_request_whose_client_left_does_not_break_its_batch() -> None:
     assert batcher.gate.pending == 0
 
 
+def test_requests_arriving_while_the_thread_is_busy_go_together_in_the_next_batch() -> None:
+    process = Doubler(delay_s=0.2)
+    batcher = _batcher(process, window_s=0.0, max_batch=8)
+
+    async def run() -> tuple[list[int], float]:
+        started = time.perf_counter()
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.05)  # the lone first request is being scored: no window to wait out
+        later = [asyncio.create_task(batcher.submit(x)) for x in (2, 3, 4)]
+        results = await asyncio.gather(first, *later)
+        return list(results), time.perf_counter() - started
+
+    results, took = asyncio.run(run())
+    assert results == [2, 4, 6, 8]
+    assert process.calls == [[1], [2, 3, 4]]  # batches grow while the thread is busy
+    assert took < 0.55  # two calls of 0.2 s, one after the other
+
+
+def test_one_batch_at_a_time_by_default_and_more_when_asked() -> None:
+    class Concurrency(Doubler):
+        def __init__(self) -> None:
+            super().__init__(delay_s=0.1)
+            self.running = self.most = 0
+            self.lock = threading.Lock()
+
+        def __call__(self, requests: Sequence[int]) -> list[int | Exception]:
+            with self.lock:
+                self.running += 1
+                self.most = max(self.most, self.running)
+            try:
+                return super().__call__(requests)
+            finally:
+                with self.lock:
+                    self.running -= 1
+
+    for consumers, expected in ((1, 1), (2, 2)):
+        process = Concurrency()
+        batcher = MicroBatcher(process, ModelGate(2, 100, Metrics()), 0.0, 2, consumers)
+        assert asyncio.run(_gather(batcher, list(range(8)))) == [2 * x for x in range(8)]
+        assert process.most == expected
+
+
+def test_a_request_whose_client_left_before_its_batch_is_not_scored() -> None:
+    process = Doubler(delay_s=0.1)
+    batcher = _batcher(process, window_s=0.0, max_batch=8)
+
+    async def run() -> int:
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.02)
+        leaving = asyncio.create_task(batcher.submit(2))
+        staying = asyncio.create_task(batcher.submit(3))
+        await asyncio.sleep(0.02)
+        leaving.cancel()
+        await first
+        return await staying
+
+    assert asyncio.run(run()) == 6
+    assert process.calls == [[1], [3]]
+    assert batcher.gate.pending == 0
+
+
 def test_invalid_batching_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         _batcher(Doubler(), max_batch=0)
+    with pytest.raises(ValueError, match="consumers"):
+        MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.0, 8, consumers=0)
 
 
 # --- the service's batch path ------------------------------------------------------------------

@@ -113,3 +113,20 @@ def test_a_plain_miss_the_model_would_refuse_is_refused_before_routing(client: T
     gate.shedder.p = 0.0
     metrics = client.get("/metrics").text
     assert 'shopfusion_requests_total{route="/v1/recommend",status="503"} 1.0' in metrics
+
+
+def test_a_plain_miss_is_scored_from_the_fast_path_with_the_routes_bytes(client: TestClient) -> None:
+    fast = _fast(client)
+    scored = client.get("/v1/recommend", params={"user_id": "u0021", "k": 6})
+    assert scored.status_code == 200 and not scored.json()["cached"] and fast.scored == 1
+    client.app.state.service.cache.clear()  # type: ignore[attr-defined]
+    # An empty category is no filter: the same list, computed and rendered by the route.
+    routed = client.get("/v1/recommend", params={"user_id": "u0021", "k": 6, "category": ""})
+    assert fast.scored == 1
+    assert scored.content == routed.content
+    assert scored.headers["content-length"] == routed.headers["content-length"]
+    similar = client.get("/v1/similar/tv-002", params={"k": 4})
+    assert similar.status_code == 200 and len(similar.json()["items"]) == 4 and fast.scored == 2
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_requests_total{route="/v1/recommend",status="200"} 2.0' in metrics
+    assert 'shopfusion_requests_total{route="/v1/similar/{item_id}",status="200"} 1.0' in metrics

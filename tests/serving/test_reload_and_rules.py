@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from pathlib import Path
@@ -88,6 +89,25 @@ def test_reload_drops_cached_lists(
         headers=ADMIN,
     )
     assert not client.get("/v1/recommend", params={"user_id": "u0001"}).json()["cached"]
+
+
+def test_a_loaded_model_is_kept_out_of_the_garbage_collectors_walks(
+    client_factory: ClientFactory, sample_artifact: Path, tmp_path: Path
+) -> None:
+    client = client_factory()
+    service = client.app.state.service  # type: ignore[attr-defined]
+
+    def collected(obj: object) -> bool:
+        return any(o is obj for o in gc.get_objects())
+
+    first = service.model
+    assert not collected(first.cards) and not collected(first)
+    client.post(
+        "/v1/admin/reload",
+        json={"artifact": str(_retrained_copy(sample_artifact, tmp_path / "n"))},
+        headers=ADMIN,
+    )
+    assert service.model is not first and not collected(service.model.cards)
 
 
 def test_polling_picks_up_a_retrained_artifact(

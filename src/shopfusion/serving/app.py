@@ -87,8 +87,8 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         metrics,
         DelayShedder(settings.model_delay_target_ms / 1000),
     )
-    app.state.batcher = MicroBatcher[FeedRequest, Ranked](
-        service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
+    app.state.batcher = batcher = MicroBatcher[FeedRequest, Ranked](
+        service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch, settings.batch_threads
     )
     ingest = settings.ingest_key_hashes + (
         [hash_key(settings.storefront_key)] if settings.storefront_key else []
@@ -113,7 +113,9 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     ):
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
-    app.add_middleware(CachedListMiddleware, service=service, max_k=recommend.MAX_K, gate=gate)
+    app.add_middleware(
+        CachedListMiddleware, service=service, max_k=recommend.MAX_K, gate=gate, batcher=batcher
+    )
     app.add_middleware(
         GuardMiddleware,
         metrics=metrics,

@@ -1,19 +1,29 @@
-"""Micro-batching of model work: concurrent requests that miss the cache are gathered for a short
-window and handled by ONE call in a scoring thread, the results fanned out to the waiting requests.
+"""Adaptive micro-batching of model work: cache misses queue, and each free scoring thread takes
+everything waiting (up to ``max_batch``) in ONE call, the results fanned out to the requests.
 
-Scoring a batch costs far less per request than scoring requests one at a time (the sources and
-the fusion run vectorised over the batch), so under load the service scores more requests per
-second of CPU, and the batches grow exactly when the load does. A request waits at most
-``window_s`` for its batch to close (less when the batch fills up), then for a free scoring thread.
+Scoring a batch costs far less per request than scoring requests one at a time (on the Beauty
+pipeline a lone request costs ~3.2 ms of CPU, a batch of 8 ~6.4 ms: most of the cost is per call,
+not per request). Batches are formed by the *availability of a thread*, not by a timer: an idle
+batcher starts a lone request at once (no added wait at low load), and while every thread is busy
+the requests that arrive meanwhile wait together for the next one. So batches grow exactly as fast
+as the load does and the service's throughput grows with them. (The first version flushed a batch
+every ``window_s`` whether or not a thread was free: under an open-loop load the batches stayed at
+one or two requests, each paid the whole per-call cost, and the service sustained a third of its
+closed-loop rate; ``RESULTS.md``, session 5.)
+
+``window_s`` > 0 makes an idle batcher wait up to that long for a batch to fill before it starts
+(more throughput at the price of that wait on every request); the default is 0.
 
 Admission stays with the :class:`~shopfusion.serving.gate.ModelGate`: a request that would queue
-beyond its bound is refused (503) before it joins a batch.
+beyond its bound is refused (503) before it joins the queue.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -27,55 +37,89 @@ BatchFn = Callable[[Sequence[R]], Sequence[T | Exception]]
 
 
 class MicroBatcher(Generic[R, T]):
-    def __init__(self, process: BatchFn[R, T], gate: ModelGate, window_s: float, max_batch: int) -> None:
-        if max_batch < 1 or window_s < 0:
-            raise ValueError("max_batch must be at least 1 and window_s at least 0")
+    """``consumers``: batches scored at once, each in one of the gate's threads (at most its
+    ``workers``). One by default: two batches in two Python threads fight over the GIL, and one
+    thread taking bigger batches answered more, sooner (``RESULTS.md``, session 5); the gate's
+    other threads stay free for searches and explanations."""
+
+    def __init__(
+        self, process: BatchFn[R, T], gate: ModelGate, window_s: float, max_batch: int, consumers: int = 1
+    ) -> None:
+        if max_batch < 1 or window_s < 0 or consumers < 1:
+            raise ValueError("max_batch and consumers must be at least 1 and window_s at least 0")
         self.process, self.gate = process, gate
         self.window_s, self.max_batch = window_s, max_batch
+        self.consumers = min(consumers, gate.workers)
         self.batches = 0  # how many batches were handled (tests and the stats page read it)
         self.requests = 0
-        self._open: list[tuple[R, asyncio.Future[T]]] = []
-        self._opened_at = 0.0  # time.monotonic() of the open batch's first request
-        self._timer: asyncio.TimerHandle | None = None
-        self._running: set[asyncio.Task[None]] = set()  # strong references until done
+        # (request, its future, time.monotonic() when it arrived), oldest first
+        self._queue: deque[tuple[R, asyncio.Future[T], float]] = deque()
+        self._consumers: set[asyncio.Task[None]] = set()  # running consumers, strong references
+        self._waiters: list[asyncio.Future[None]] = []  # consumers waiting for a batch to fill
 
     async def submit(self, request: R) -> T:
         """The result of ``request``, handled in a batch; 503 at once when the model is full."""
         with self.gate.admit():
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[T] = loop.create_future()
-            if not self._open:
-                self._opened_at = time.monotonic()
-            self._open.append((request, future))
-            if len(self._open) >= self.max_batch:
-                self._flush()
-            elif self._timer is None:
-                self._timer = loop.call_later(self.window_s, self._flush)
+            future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            self._queue.append((request, future, time.monotonic()))
+            if len(self._queue) >= self.max_batch:
+                self._wake_waiters()
+            if len(self._consumers) < self.consumers:
+                task = asyncio.get_running_loop().create_task(self._consume())
+                self._consumers.add(task)
+                task.add_done_callback(self._consumers.discard)
             return await future
 
-    def _flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        batch, self._open = self._open, []
-        if batch:
-            task = asyncio.get_running_loop().create_task(self._run(batch, self._opened_at))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _wake_waiters(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
-    async def _run(self, batch: list[tuple[R, asyncio.Future[T]]], opened_at: float) -> None:
-        requests = [request for request, _ in batch]
+    async def _consume(self) -> None:
+        """Take batches off the queue until it is empty (one consumer per scoring thread)."""
+        batch: list[tuple[R, asyncio.Future[T], float]] = []
+        try:
+            while self._queue:
+                await self._wait_for_company()
+                while self._queue and len(batch) < self.max_batch:
+                    entry = self._queue.popleft()
+                    if not entry[1].done():  # a client that went away costs no scoring
+                        batch.append(entry)
+                if batch:
+                    await self._run(batch)
+                    batch = []
+        except BaseException as exc:  # never leave a request waiting for a consumer that is gone
+            for _, future, _ in batch:
+                if not future.done():
+                    future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+            raise
+
+    async def _wait_for_company(self) -> None:
+        """With a window, wait until the oldest request is ``window_s`` old or a batch is full."""
+        if self.window_s <= 0 or len(self._queue) >= self.max_batch:
+            return
+        left = self.window_s - (time.monotonic() - self._queue[0][2])
+        if left <= 0:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiter, left)
+
+    async def _run(self, batch: list[tuple[R, asyncio.Future[T], float]]) -> None:
+        requests = [request for request, _, _ in batch]
         results: Sequence[T | Exception]
         try:
-            # The oldest request's wait, batching window included, is what the shedder holds down.
-            results = await self.gate.in_thread(self.process, requests, queued_at=opened_at)
+            # The oldest request's wait for a thread is what the shedder holds down.
+            results = await self.gate.in_thread(self.process, requests, queued_at=batch[0][2])
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)}")
         except Exception as exc:  # the call as a whole failed: every request in it fails alike
             results = [exc] * len(batch)
         self.batches += 1
         self.requests += len(batch)
-        for (_, future), result in zip(batch, results, strict=True):
+        for (_, future, _), result in zip(batch, results, strict=True):
             if future.done():  # the client went away meanwhile
                 continue
             if isinstance(result, Exception):

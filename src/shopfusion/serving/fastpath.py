@@ -11,22 +11,29 @@ unchanged, which decide as they always did. The body is the routes' own renderin
 
 A plain request that misses the cache needs the model; when the model gate would refuse it, it is
 refused here (503), before FastAPI's routing: a refusal there cost several times one here, and
-under overload the refusals are most of the requests.
+under overload the refusals are most of the requests. Otherwise it joins the micro-batcher from
+here too, and its list is rendered as the route would render it: FastAPI's routing, dependency
+solving and validation were about a quarter of the CPU of a scored request (py-spy, RESULTS.md,
+session 5). A request the model cannot answer (an unknown id found only while scoring, ...) goes
+to the route, which answers with its usual error.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import parse_qsl
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopfusion.errors import ShopfusionError
+from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.deps import render_list
 from shopfusion.serving.gate import ModelGate, drawn_early
 from shopfusion.serving.guard import prerendered
-from shopfusion.serving.service import Key, Service
+from shopfusion.serving.service import FeedRequest, Key, Ranked, Service
 
 _ID = re.compile(r"[^\r\n\t]{1,256}")  # schemas.UserId / ItemId, matched whole (fullmatch)
 _SIMILAR = "/v1/similar/"
@@ -44,6 +51,16 @@ _MODEL_BUSY = prerendered(503, "the model is at capacity; retry shortly", {"Retr
 _LOOKUP = "shopfusion.plain_list"  # scope key of :meth:`PlainLists.lookup`'s answer
 
 
+@dataclass(frozen=True)
+class PlainRead:
+    """A plain ``recommend`` / ``similar`` request: its route, cache key, subject and ``k``."""
+
+    name: Literal["recommend", "similar"]
+    key: Key
+    subject: str | None
+    k: int
+
+
 class PlainLists:
     """Which requests are plain ``recommend`` / ``similar`` reads, and their cache keys."""
 
@@ -53,19 +70,19 @@ class PlainLists:
     def is_hit(self, scope: Scope) -> bool:
         """Whether the request is a plain read whose list is cached (a peek: nothing counted)."""
         found = self.lookup(scope) if scope["type"] == "http" and scope["method"] == "GET" else None
-        return found is not None and found[1] in self.service.cache
+        return found is not None and found.key in self.service.cache
 
-    def lookup(self, scope: Scope) -> tuple[str, Key] | None:
+    def lookup(self, scope: Scope) -> PlainRead | None:
         """The route (``recommend`` | ``similar``) and cache key of a plain, valid request.
 
         Kept in the scope: under overload the guard's exemption check and the fast path both ask,
         and the key costs a query-string parse and a keyed hash of the shopper's id."""
         if _LOOKUP not in scope:
             scope[_LOOKUP] = self._lookup(scope)
-        found: tuple[str, Key] | None = scope[_LOOKUP]
+        found: PlainRead | None = scope[_LOOKUP]
         return found
 
-    def _lookup(self, scope: Scope) -> tuple[str, Key] | None:
+    def _lookup(self, scope: Scope) -> PlainRead | None:
         if self.service.settings.read_requires_key:
             return None
         params = _params(scope["query_string"])
@@ -79,50 +96,81 @@ class PlainLists:
             model = self.service.model
             if path == "/v1/recommend":
                 user = params.get("user_id") or params.get("session_id")
-                return "recommend", self.service.recommend_key(model, user, k, None)
+                return PlainRead("recommend", self.service.recommend_key(model, user, k, None), user, k)
             item = path[len(_SIMILAR) :]
             if path.startswith(_SIMILAR) and "/" not in item and not params and _ID.fullmatch(item):
-                return "similar", self.service.similar_key(model, item, k, None)
+                return PlainRead("similar", self.service.similar_key(model, item, k, None), item, k)
         except ShopfusionError:  # not ready, unknown item: the routes answer
             return None
         return None
 
 
 class CachedListMiddleware:
-    def __init__(self, app: ASGIApp, service: Service, max_k: int, gate: ModelGate | None = None) -> None:
-        self.app, self.service, self.gate = app, service, gate
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: Service,
+        max_k: int,
+        gate: ModelGate | None = None,
+        batcher: MicroBatcher[FeedRequest, Ranked] | None = None,
+    ) -> None:
+        self.app, self.service, self.gate, self.batcher = app, service, gate, batcher
         self.lists = PlainLists(service, max_k)
         self.served = 0  # requests answered here (tests and profiling read it)
         self.refused = 0  # misses refused here
+        self.scored = 0  # misses scored from here
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             found = self.lists.lookup(scope)
             if found is not None:
-                name, key = found
-                ranked = self.service.cache.get(key, count_miss=False)
+                # A miss is counted where it is scored: here when a batcher is at hand.
+                scored_here = self.gate is not None and self.batcher is not None
+                ranked = self.service.cache.get(found.key, count_miss=scored_here)
                 if ranked is not None:
                     self.served += 1
-                    scope["route"] = _ROUTES[name]
-                    await render_list(ranked, name, True)(scope, receive, send)
+                    scope["route"] = _ROUTES[found.name]
+                    await render_list(ranked, found.name, True)(scope, receive, send)
                     return
                 if self.gate is not None:
-                    await self._miss(scope, receive, send, self.gate, name)
+                    await self._miss(scope, receive, send, self.gate, found)
                     return
         await self.app(scope, receive, send)
 
-    async def _miss(self, scope: Scope, receive: Receive, send: Send, gate: ModelGate, name: str) -> None:
+    async def _miss(
+        self, scope: Scope, receive: Receive, send: Send, gate: ModelGate, read: PlainRead
+    ) -> None:
+        scope["route"] = _ROUTES[read.name]  # the guard's metrics label
         if gate.refuses():
             self.refused += 1
-            scope["route"] = _ROUTES[name]  # the guard's metrics label
-            await send(_MODEL_BUSY[0])
-            await send(_MODEL_BUSY[1])
+            await self._busy(send)
             return
         token = drawn_early.set(True)
         try:
-            await self.app(scope, receive, send)
+            ranked = await self._score(read) if self.batcher is not None else None
+            if ranked is None:  # the route decides: errors, or no batcher here
+                await self.app(scope, receive, send)
+                return
+        except HTTPException:  # the queue bound was reached meanwhile
+            self.refused += 1
+            await self._busy(send)
+            return
         finally:
             drawn_early.reset(token)
+        self.scored += 1
+        await render_list(ranked, read.name, False)(scope, receive, send)
+
+    async def _score(self, read: PlainRead) -> Ranked | None:
+        assert self.batcher is not None
+        try:
+            return await self.batcher.submit(FeedRequest(self.service.model, read.name, read.subject, read.k))
+        except ShopfusionError:
+            return None
+
+    @staticmethod
+    async def _busy(send: Send) -> None:
+        await send(_MODEL_BUSY[0])
+        await send(_MODEL_BUSY[1])
 
 
 def _params(query: bytes) -> dict[str, str] | None:

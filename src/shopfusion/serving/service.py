@@ -7,6 +7,7 @@ requests and never mid-request; the old model is freed when its last request end
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -61,6 +62,17 @@ class Ranked:
 
 
 Key = tuple[object, ...]
+
+
+def freeze_long_lived_objects() -> None:
+    """Move every object alive now (the model just loaded: catalog cards, id maps, configs) out of
+    the garbage collector's reach. They live as long as the model serves, yet each full collection
+    walked all of them: ~140 ms on the Beauty model, a pause that every queued request waited out
+    (the p99 of a load test). Frozen objects are still freed by reference counting; unfreezing
+    first lets a collection reclaim cycles of the model this one replaces."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,7 @@ class Service:
             self._model = model
             # Entries of the old generation can no longer be hit; free their memory now.
             self.cache.clear()
+            freeze_long_lived_objects()
             self._record(target, "serving", model.version)
             log.info("serving artifact %s (%s)", target, model.version)
             return model

@@ -74,19 +74,26 @@ class ServiceSettings(BaseSettings):
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings
     # (fewer with batching: a batch of n costs far less than n single scorings).
-    # 16 = two batches of 8 per thread: the bound that holds the tail (the delay shedder below
-    # steers the average but sees a queue only once it drains; RESULTS.md, session 4).
-    max_model_queue: int = Field(default=16, gt=0)
+    # 32 = the batch being scored and a full one waiting: the bound that holds the tail (the delay
+    # shedder below steers the average but sees a queue only once it drains; RESULTS.md,
+    # sessions 4 and 5).
+    max_model_queue: int = Field(default=32, gt=0)
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
     model_delay_target_ms: float = Field(default=30.0, ge=0)
-    # Micro-batching of recommendations and similar items: cache misses arriving within this many
-    # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
-    # max_batch 1 scores every request alone.
-    batch_window_ms: float = Field(default=2.0, ge=0, le=100)
-    # 8, not more: bigger batches hold the GIL longer and raise the latency of all who wait
-    # (RESULTS.md, session 4).
-    max_batch: int = Field(default=8, gt=0, le=512)
+    # Micro-batching of recommendations and similar items: each free scoring thread takes every
+    # cache miss waiting (at most max_batch) in one model call, so batches grow with the load
+    # (serving.batcher). With a window > 0 an idle thread first waits up to this many
+    # milliseconds for a batch to fill (throughput for that much added latency); 0: start at once.
+    batch_window_ms: float = Field(default=0.0, ge=0, le=100)
+    # Batches scored at once (each in one of the model_workers threads). 1: two batches in two
+    # threads fight over the GIL; one thread taking bigger batches answered more, sooner
+    # (RESULTS.md, session 5), and the other thread stays free for searches.
+    batch_threads: int = Field(default=1, gt=0)
+    # Up to 16 misses in one call: under overload a bigger batch is cheaper per request (a lone
+    # request ~3.2 ms of CPU, 8 ~6.4 ms, 16 ~12 ms on Beauty), and with adaptive batching it
+    # forms only when that many are already waiting (RESULTS.md, session 5).
+    max_batch: int = Field(default=16, gt=0, le=512)
     # One log line per request (route, status, milliseconds; never ids). Off for load tests.
     access_log: bool = True
     cache_size: int = Field(default=10_000, ge=0)
