@@ -64,3 +64,10 @@ def test_spell_corrector_picks_the_word_that_fits_the_other_query_words() -> Non
     assert corrector.correct(["dean", "swet", "almond"], index.together) == ["dean", "sweet", "almond"]
     assert corrector.correct(["swet", "clip"], index.together) == ["set", "clip"]
     assert corrector.correct(["swet"], index.together) == ["set"], "no other words: the most frequent"
+
+
+def test_three_letter_typos_are_corrected_but_not_shorter_words() -> None:
+    corrector = SpellCorrector().fit([["milk", "skin", "lotion"], ["tv"]])
+    assert corrector.correct(["skn", "milk"]) == ["skin", "milk"]  # a four-letter word, a letter dropped
+    assert corrector.correct(["tx", "ab"]) == ["tx", "ab"], "two letters are too few to guess from"
+    assert SpellCorrector(min_length=4).fit([["skin"]]).correct(["skn"]) == ["skn"]
