@@ -21,7 +21,7 @@ from shopfusion.search.engine import (
     split_validation,
 )
 from shopfusion.search.index import query_vector, search_encoder
-from shopfusion.search.titles import MATCH_FEATURES
+from shopfusion.search.titles import MATCH_FEATURES, TYPED_FEATURES
 from shopfusion.search.training import TrainingQuery
 
 TV = "Electronics > TV"
@@ -156,6 +156,19 @@ def test_title_match_features_of_the_engine_are_named_and_computed(engine: Searc
     reversed_order = dict(zip(MATCH_FEATURES, engine._title_match([words[2], words[0]], rows), strict=True))
     assert reversed_order["prefix"][0] == 0 and reversed_order["in_order"][0] == 0
     assert {f"lexical_{name}" for name in MATCH_FEATURES} <= set(engine.feature_names_)
+
+
+def test_gap_features_measure_each_candidate_against_the_querys_best(engine: SearchEngine) -> None:
+    _, candidates, s = engine.score_all("samsung tv")
+    assert s.candidate_features is not None
+    features = s.candidate_features[1]
+    names = list(engine.feature_names_)
+    assert {f"lexical_{name}" for name in TYPED_FEATURES} <= set(names)
+    for source in ("lexical_title", "prior_popularity", "lexical_idf_coverage"):
+        column = features[:, names.index(source)]
+        gap = features[:, names.index(f"{source}_gap")]
+        assert np.allclose(gap, column - column.max()) and gap.max() == 0.0, source
+    assert len(candidates) > 1
 
 
 def test_ablation_explanations_credit_the_signal_shap_finds_leading(engine: SearchEngine) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shopfusion.search.query import SpellCorrector, char_ngrams, normalise, stem, tokenize, word_bigrams
+from shopfusion.search.titles import TitleIndex
 
 
 def test_normalise_folds_width_case_and_punctuation() -> None:
@@ -51,3 +52,22 @@ def test_spell_corrector_fixes_one_edit_and_prefers_frequent_words() -> None:
 def test_word_bigrams_keep_the_title_order() -> None:
     assert word_bigrams(["red", "lip", "gloss"]) == ["red lip", "lip gloss"]
     assert word_bigrams(["one"]) == []
+
+
+def test_spell_corrector_picks_the_word_that_fits_the_other_query_words() -> None:
+    titles = [["chaz", "dean", "sweet", "almond", "mint"]] + [["hair", "clip", "set"]] * 5
+    corrector = SpellCorrector().fit(titles)
+    assert corrector.candidates("swet") == ["set", "sweet"]  # by frequency
+    assert corrector.correct(["dean", "swet"]) == ["dean", "set"], "without a fit: the most frequent"
+    index = TitleIndex(titles)
+    assert index.together("sweet", ["dean", "almond"]) == 2 and index.together("set", ["dean"]) == 0
+    assert corrector.correct(["dean", "swet", "almond"], index.together) == ["dean", "sweet", "almond"]
+    assert corrector.correct(["swet", "clip"], index.together) == ["set", "clip"]
+    assert corrector.correct(["swet"], index.together) == ["set"], "no other words: the most frequent"
+
+
+def test_three_letter_typos_are_corrected_but_not_shorter_words() -> None:
+    corrector = SpellCorrector().fit([["milk", "skin", "lotion"], ["tv"]])
+    assert corrector.correct(["skn", "milk"]) == ["skin", "milk"]  # a four-letter word, a letter dropped
+    assert corrector.correct(["tx", "ab"]) == ["tx", "ab"], "two letters are too few to guess from"
+    assert SpellCorrector(min_length=4).fit([["skin"]]).correct(["skn"]) == ["skn"]

@@ -47,3 +47,28 @@ def test_word_order_span_and_rarity_weighted_coverage() -> None:
     # a word no title has weighs as much as the rarest: the coverage of a typo'd query drops
     typo = TitleIndex(TITLES).match(["korres", "lipp"], ROWS[:1])[5]
     assert 0 < typo[0] < 0.5
+
+
+def test_typed_words_give_the_query_likelihood_of_a_title_holding_it() -> None:
+    titles = [
+        ["nivea", "soft", "cream", "8", "ounce"],
+        ["nivea", "soft", "cream", "12", "ounce"],
+        ["nivea", "soft", "moisturizing", "cream", "jar"],
+        ["nivea", "lip", "balm"],
+    ]
+    typed = [["nivea", "soft", "cream"], ["nivea", "soft", "cream"], titles[2], titles[3]]
+    length, share, likelihood = TitleIndex(titles, typed).typed_match(["nivea", "cream"], ROWS)
+    assert length.tolist() == [3, 3, 5, 3]
+    assert np.allclose(share, [2 / 3, 2 / 3, 2 / 5, 1 / 3])
+    # two words drawn from three typed words: 1 / C(3, 2); from five: 1 / C(5, 2)
+    assert np.allclose(likelihood[:3], [-np.log(3), -np.log(3), -np.log(10)])
+    assert np.isnan(likelihood[3]), "a title without every query word has no subset likelihood"
+    assert likelihood[0] == likelihood[1] > likelihood[2], "size variants tie, a wordier title loses"
+
+
+def test_typed_match_without_typed_words_counts_every_title_word_and_ignores_unknown_words() -> None:
+    length, share, likelihood = TitleIndex(TITLES).typed_match(["lip", "zzz"], ROWS)
+    assert length.tolist() == [4, 3, 0, 2]  # distinct words: "lip lip balm" has two
+    assert np.allclose(share, [1 / 4, 1 / 3, 0, 1 / 2]) and np.isnan(likelihood).all()
+    empty = TitleIndex(TITLES).typed_match([], ROWS)
+    assert not empty[1].any() and np.isnan(empty[2]).all()

@@ -57,19 +57,20 @@ from shopfusion.search.api import FacetValue, SearchFilters, SearchResult
 from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
 from shopfusion.search.intent import CategoryIntent
 from shopfusion.search.query import SpellCorrector, tokenize, word_bigrams
-from shopfusion.search.titles import MATCH_FEATURES, TitleIndex
+from shopfusion.search.titles import MATCH_FEATURES, TYPED_FEATURES, TitleIndex
 from shopfusion.search.training import (
     TrainingQuery,
     category_queries,
     known_item_queries,
     personal_queries,
+    typed_words,
 )
 
 logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-FORMAT = 2
+FORMAT = 3
 QUERIES_PER_ITEM = 3
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -451,6 +452,7 @@ class SearchEngine:
             "lexical_query_tokens",
             "lexical_corrected",
             *(f"lexical_{name}" for name in MATCH_FEATURES),
+            *(f"lexical_{name}" for name in TYPED_FEATURES),
             *dense,
             "intent_match",
             "prior_popularity",
@@ -462,7 +464,18 @@ class SearchEngine:
             "personal_history_length",
             "item_price",
             "item_in_stock",
+            *(f"{name}_gap" for name in self._gap_features()),
         )
+
+    def _gap_features(self) -> list[str]:
+        """Features also given as each candidate's distance to the query's best candidate: a score
+        that is high for every candidate of one query says less than being the best of them."""
+        return [
+            *(f"lexical_{f}" for f in self.lexical_.fields),
+            *(f"dense_{e}" for e in self.dense_.encoders),
+            "lexical_idf_coverage",
+            "prior_popularity",
+        ]
 
     def signals(
         self, query: str, history: IntArray | None = None, query_vectors: dict[str, FloatArray] | None = None
@@ -471,7 +484,7 @@ class SearchEngine:
         self._check_fitted()
         history = _EMPTY if history is None else np.asarray(history, dtype=np.int64)
         tokens = tokenize(query)
-        corrected = self.speller_.correct(tokens)
+        corrected = self.speller_.correct(tokens, self._titles().together)
         words = list(dict.fromkeys(corrected + tokens))
         per_token = self.lexical_.token_scores("title", corrected)
         fields = {"title": per_token.sum(axis=0)}
@@ -543,6 +556,7 @@ class SearchEngine:
             float(len(s.corrected)),
             float(s.corrected != s.tokens),
             *self._title_match(s.corrected, rows),
+            *self._titles().typed_match(s.corrected, rows),
         ]
         columns += [s.dense[e][rows] for e in self.dense_.encoders]
         columns += [_rank(s.dense[e], rows) for e in self.dense_.encoders]
@@ -560,14 +574,26 @@ class SearchEngine:
                 np.float32
             ),
         ]
-        out = np.empty((len(rows), len(columns)), dtype=np.float32)
+        n_gaps = len(self._gap_features())
+        out = np.empty((len(rows), len(columns) + n_gaps), dtype=np.float32)
         for j, column in enumerate(columns):
             out[:, j] = column
+        if len(rows):
+            gaps = out[:, self._gap_sources()]
+            out[:, len(columns) :] = gaps - gaps.max(axis=0)
         return out
+
+    def _gap_sources(self) -> list[int]:
+        """The columns whose gap to the best candidate are features (see :meth:`_gap_features`)."""
+        if not hasattr(self, "gap_sources_"):
+            self.gap_sources_ = [self.feature_names_.index(name) for name in self._gap_features()]
+        return self.gap_sources_
 
     def _titles(self) -> TitleIndex:
         if not hasattr(self, "titles_"):
-            self.titles_ = TitleIndex([tokenize(t) for t in self.catalog_.title])
+            titles = self.catalog_.title
+            typed = [tokenize(" ".join(typed_words(t))) for t in titles]
+            self.titles_ = TitleIndex([tokenize(t) for t in titles], typed)
         return self.titles_
 
     def _title_tokens(self) -> list[list[str]]:
@@ -840,7 +866,9 @@ def _fallback_parts(data: FusionInput) -> FloatArray:
             for n in data.feature_names
             if n.startswith("lexical_") and n in ("lexical_title", "lexical_ngram")
         ],
-        "dense": [n for n in data.feature_names if n.startswith("dense_") and not n.endswith("_rank")],
+        "dense": [
+            n for n in data.feature_names if n.startswith("dense_") and not n.endswith(("_rank", "_gap"))
+        ],
         "intent": ["intent_match"],
         "prior": ["prior_popularity"],
         "personal": ["personal_i2i", "personal_content", "personal_labels"],

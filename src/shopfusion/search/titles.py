@@ -14,6 +14,7 @@ from itertools import pairwise
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
+from scipy.special import gammaln
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -21,25 +22,23 @@ IntArray = npt.NDArray[np.int64]
 
 #: The names of :meth:`TitleIndex.match`'s columns (ranker features ``lexical_<name>``).
 MATCH_FEATURES = ("phrase", "prefix", "title_share", "title_length", "in_order", "idf_coverage", "span")
+#: The names of :meth:`TitleIndex.typed_match`'s columns (ranker features ``lexical_<name>``).
+TYPED_FEATURES = ("typed_length", "typed_share", "subset_likelihood")
 
 
 class TitleIndex:
-    """``TitleIndex(tokens)``: ``tokens[i]``, the tokenised title of item ``i``."""
+    """``TitleIndex(tokens, typed)``: ``tokens[i]``, the tokenised title of item ``i``;
+    ``typed[i]``, the words of it a shopper types (sizes, units and function words left out, as
+    :func:`shopfusion.search.training.typed_words`), tokenised; without ``typed``, every word."""
 
-    def __init__(self, tokens: Sequence[Sequence[str]]) -> None:
+    def __init__(self, tokens: Sequence[Sequence[str]], typed: Sequence[Sequence[str]] | None = None) -> None:
         self.tokens = [list(t) for t in tokens]
         self.vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        for item, words in enumerate(self.tokens):
-            for word in dict.fromkeys(words):
-                rows.append(item)
-                cols.append(self.vocab.setdefault(word, len(self.vocab)))
-        # items x words, 1 where the title has the word (once, however often it repeats)
-        self.words = sp.csr_matrix(
-            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
-            shape=(len(self.tokens), max(len(self.vocab), 1)),
-        )
+        # items x words, 1 where the title has the word (once, however often it repeats); the typed
+        # words share the titles' vocabulary, so one query vector multiplies either matrix
+        self.words = self._incidence(self.tokens, grow=True)
+        self.typed = self._incidence(self.tokens if typed is None else typed, grow=False)
+        self.typed_length = np.asarray(self.typed.sum(axis=1), dtype=np.float32).ravel()
         self.distinct = np.asarray(self.words.sum(axis=1), dtype=np.float32).ravel()
         # A word's rarity among titles; a word no title has counts as rare as the rarest.
         frequency = np.asarray(self.words.sum(axis=0), dtype=np.float32).ravel()
@@ -47,6 +46,56 @@ class TitleIndex:
         self.unknown_idf = float(np.log1p(len(self.tokens)))
         self.length = np.array([len(t) for t in self.tokens], dtype=np.float32)
         self.joined = [f" {' '.join(t)} " for t in self.tokens]
+
+    def _incidence(self, documents: Sequence[Sequence[str]], grow: bool) -> sp.csr_matrix:
+        rows: list[int] = []
+        cols: list[int] = []
+        for item, words in enumerate(documents):
+            for word in dict.fromkeys(words):
+                if grow or word in self.vocab:
+                    rows.append(item)
+                    cols.append(self.vocab.setdefault(word, len(self.vocab)))
+        return sp.csr_matrix(
+            (np.ones(len(rows), dtype=np.float32), (rows, cols)),
+            shape=(len(self.tokens), max(len(self.vocab), 1)),
+        )
+
+    def together(self, word: str, others: Sequence[str]) -> float:
+        """The most of ``others`` that one title holding ``word`` holds too (0 when no title has
+        ``word``): how well a spelling correction fits the rest of the query."""
+        j = self.vocab.get(word)
+        known = [self.vocab[w] for w in dict.fromkeys(others) if w in self.vocab]
+        if j is None or not known:
+            return 0.0
+        if not hasattr(self, "by_word"):
+            self.by_word = self.words.tocsc()
+        titles = self.by_word.indices[self.by_word.indptr[j] : self.by_word.indptr[j + 1]]
+        return float(self.words[titles][:, known].sum(axis=1).max())
+
+    def typed_match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
+        """Per row, in :data:`TYPED_FEATURES` order: how many words of the title a shopper would
+        type, the share of them the query names, and, when they hold every query word, the log
+        likelihood of the query as ``k`` of those ``n`` words drawn at random, ``-log C(n, k)``
+        (NaN otherwise) — among titles that all hold the query, the one with fewer other words to
+        pick from is the likelier source: an "8 Ounce" and a "12 Ounce" variant tie, but a title
+        with two more product words does not."""
+        n = len(rows)
+        length = self.typed_length[rows]
+        share = np.zeros(n, dtype=np.float32)
+        likelihood = np.full(n, np.nan, dtype=np.float32)
+        distinct = list(dict.fromkeys(query))
+        known = [self.vocab[w] for w in distinct if w in self.vocab]
+        if not known or not n:
+            return [length, share, likelihood]
+        wanted = np.zeros(self.typed.shape[1], dtype=np.float32)
+        wanted[known] = 1.0
+        held = np.asarray(self.typed[rows] @ wanted, dtype=np.float32).ravel()
+        np.divide(held, length, out=share, where=length > 0)
+        k = len(distinct)
+        full = held >= k
+        total = length[full].astype(np.float64)
+        likelihood[full] = -(gammaln(total + 1) - gammaln(k + 1) - gammaln(total - k + 1))
+        return [length, share, likelihood]
 
     def match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
         """Per row, in :data:`MATCH_FEATURES` order: the query as a contiguous phrase of the title,
