@@ -410,18 +410,17 @@ class Service:
         filters = SearchFilters(
             filters.categories, filters.brands, filters.min_price, filters.max_price, in_stock
         )
-        # Ask for spares: dedupe and brand caps may drop some.
+        # Ask for spares: dedupe and brand caps may drop some. Only the items kept are explained.
         result = model.searcher.search(
-            query, k=3 * k, history=history if len(history) else None, filters=filters
+            query, k=3 * k, history=history if len(history) else None, filters=filters, explain=False
         )
-        signals = dict(zip(result.items.tolist(), result.explanations, strict=False))
         items, scores = model.rules.apply(result.items.astype(np.int64), result.scores.astype(np.float32), k)
         ranked = Ranked(
             model,
             items,
             scores,
             facets={name: [(v.value, v.count) for v in values] for name, values in result.facets.items()},
-            signals=[signals.get(int(i), {}) for i in items],
+            signals=result.explain(items),
             corrected_query=result.corrected_query,
         )
         self.cache.put(key, ranked, user=pseudonym)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from shopfusion.search.api import SearchFilters
-from shopfusion.serving.deps import GateDep, ServiceDep, items_of, require
+from shopfusion.serving.deps import GateDep, ServiceDep, render_search, require
 from shopfusion.serving.routes.recommend import MAX_K
-from shopfusion.serving.schemas import FacetCount, SearchResponse, UserId
+from shopfusion.serving.schemas import SearchResponse, UserId
 from shopfusion.serving.security import Role
 from shopfusion.serving.service import SearchUnavailableError
 
@@ -28,7 +28,7 @@ async def search(
     min_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     max_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     in_stock: Annotated[bool, Query(description="only items in stock")] = False,
-) -> SearchResponse:
+) -> Response:
     """Ranked matches, personalised when ``user_id`` is known, with facet counts over all matches."""
     query = q.strip()
     if not query:
@@ -44,14 +44,4 @@ async def search(
     cached = ranked is not None
     if ranked is None:
         ranked = await gate.run(service.search, query, user_id, k, filters, model)
-    return SearchResponse(
-        items=items_of(ranked),
-        model_version=ranked.model.version,
-        cached=cached,
-        query=query,
-        corrected_query=ranked.corrected_query,
-        facets={
-            name: [FacetCount(value=v, count=c) for v, c in values] for name, values in ranked.facets.items()
-        },
-        signals=ranked.signals,
-    )
+    return render_search(ranked, query, cached)
