@@ -52,7 +52,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
                     service.model,
                     settings.warm_users,
                     settings.warm_items,
-                    busy=lambda: gate.pending > 0,
+                    busy=lambda: gate.pending > 0 or search_gate.pending > 0,
                 )
             )
         background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
@@ -87,6 +87,13 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         metrics,
         DelayShedder(settings.model_delay_target_ms / 1000),
     )
+    app.state.search_gate = search_gate = ModelGate(
+        settings.search_workers,
+        settings.max_model_queue,
+        metrics,
+        DelayShedder(settings.model_delay_target_ms / 1000),
+        wait_budget_s=settings.search_wait_budget_ms / 1000,
+    )
     app.state.batcher = MicroBatcher[FeedRequest, Ranked](
         service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch
     )
@@ -97,6 +104,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     _bind_metrics(metrics, service)
     metrics.bind(metrics.shed_probability.labels("loop"), lambda: loop_lag.shedder.p)
     metrics.bind(metrics.shed_probability.labels("model"), lambda: gate.shedder.p)
+    metrics.bind(metrics.shed_probability.labels("search"), lambda: search_gate.shedder.p)
 
     @app.exception_handler(NotReadyError)
     async def not_ready(_request: Request, exc: NotReadyError) -> JSONResponse:

@@ -34,6 +34,14 @@ async def get_gate(request: Request) -> ModelGate:
 GateDep = Annotated[ModelGate, Depends(get_gate)]
 
 
+async def get_search_gate(request: Request) -> ModelGate:
+    gate: ModelGate = request.app.state.search_gate
+    return gate
+
+
+SearchGateDep = Annotated[ModelGate, Depends(get_search_gate)]
+
+
 async def get_batcher(request: Request) -> FeedBatcher:
     batcher: FeedBatcher = request.app.state.batcher
     return batcher

@@ -7,6 +7,7 @@ requests and never mid-request; the old model is freed when its last request end
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -35,6 +36,20 @@ log = logging.getLogger(__name__)
 #: Online history kept per shopper between retrains (most recent items).
 ONLINE_HISTORY = 50
 _BEHAVIOUR = {EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE}
+
+
+def settle_heap() -> None:
+    """Collect garbage once, then exempt every object alive now from later collections.
+
+    A loaded model is millions of long-lived objects (id maps, product cards, the search index's
+    vocabularies), and every full collection traversed them all: pauses of 40-230 ms on Beauty,
+    during which the event loop answered nothing (RESULTS.md, session 5). Frozen, a full
+    collection sees only what requests allocated since. Called after each (re)load and after the
+    precomputation; each call first unfreezes, so the garbage of the previous model and of
+    evicted lists is still collected here."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 class SearchUnavailableError(ShopfusionError):
@@ -159,6 +174,7 @@ class Service:
             self._model = model
             # Entries of the old generation can no longer be hit; free their memory now.
             self.cache.clear()
+            settle_heap()
             self._record(target, "serving", model.version)
             log.info("serving artifact %s (%s)", target, model.version)
             return model
@@ -375,6 +391,7 @@ class Service:
             done += sum(isinstance(result, Ranked) for result in results)
             self.precomputed = done
         log.info("precomputed %d lists (%d feeds, %d similar-item lists asked)", done, len(users), len(top))
+        settle_heap()
         return done
 
     # --- search --------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from shopfusion.search.api import SearchFilters
-from shopfusion.serving.deps import GateDep, ServiceDep, render_search, require
+from shopfusion.serving.deps import SearchGateDep, ServiceDep, render_search, require
 from shopfusion.serving.routes.recommend import MAX_K
 from shopfusion.serving.schemas import SearchResponse, UserId
 from shopfusion.serving.security import Role
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require(
 @router.get("/search", response_model=SearchResponse, responses={503: {"description": "no search index"}})
 async def search(
     service: ServiceDep,
-    gate: GateDep,
+    gate: SearchGateDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="what the shopper typed")],
     user_id: Annotated[UserId | None, Query(description="personalise for this shopper")] = None,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
