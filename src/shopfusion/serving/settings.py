@@ -87,9 +87,11 @@ class ServiceSettings(BaseSettings):
     search_workers: int = Field(default=1, gt=0)
     # ... and a search is refused (503) at once when the searches admitted before it would take
     # longer than this to run (their count times the recent mean search time): the wait of an
-    # admitted search stays bounded under any overload (issue 5: p99 50 ms, 100 ms at 2x). 0: no
-    # bound other than max_model_queue.
-    search_wait_budget_ms: float = Field(default=25.0, ge=0)
+    # admitted search stays bounded under any overload (issue 5: p99 50 ms, 100 ms at 2x). 40, not
+    # 25: at 2x the admitted p99 was 73 ms against 50 ms, but 25 also refused a few searches at
+    # the 200/s target whenever other work slowed the CPU (RESULTS.md, session 5). 0: no bound
+    # other than max_model_queue.
+    search_wait_budget_ms: float = Field(default=40.0, ge=0)
     # Micro-batching of recommendations and similar items: cache misses arriving within this many
     # milliseconds of each other (at most max_batch of them) are scored in one model call. 0 with
     # max_batch 1 scores every request alone.
