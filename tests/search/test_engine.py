@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from shopfusion.data.dataset import Dataset
 from shopfusion.encoders.text import LazyModel
@@ -227,6 +228,20 @@ def test_facets_are_the_brute_force_counts(engine: SearchEngine) -> None:
             expected = sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))[:3]
             got = catalog.facets(items, limit=3).get(name, [])
             assert [(f.value, f.count) for f in got] == expected, (size, name)
+
+
+def test_affinity_equals_scipys_weighted_row_product_exactly(engine: SearchEngine) -> None:
+    behaviour, n = engine.behaviour_, engine.n_items_
+    rng = np.random.default_rng(2)
+    for trial in range(400):
+        size = int(rng.integers(1, 40))
+        history = rng.integers(0, n, size=size)
+        if trial % 2:  # repeated items: their weights add up before the product
+            history = rng.choice(history[: max(1, size // 3)], size=size)
+        weights = np.power(0.5, np.arange(size)[::-1] / 5.0).astype(np.float32)
+        row = sp.csr_matrix((weights, (np.zeros(size, dtype=np.int64), history)), shape=(1, n))
+        expected = np.asarray((row @ behaviour.similarity).toarray(), dtype=np.float32).ravel()
+        assert np.array_equal(behaviour.affinity(history.astype(np.int64), 5.0), expected), trial
 
 
 def test_column_medians_equal_numpys_nanmedian_exactly() -> None:

@@ -254,13 +254,32 @@ class _Behaviour:
         return cls(np.log1p(counts).astype(np.float32), i2i.similarity_)
 
     def affinity(self, history: IntArray, half_life: float) -> FloatArray:
+        """The recency-weighted sum of the history's item-to-item rows: ``weights @ similarity``
+        with scipy's numbers, without scipy's per-call overhead (a third of the cost). The sums
+        run in scipy's order (history items ascending, each row as stored), so they are equal bit
+        for bit; a repeated item's weights are summed by scipy itself, in its own order."""
+        n = len(self.popularity)
         if not len(history):
-            return np.zeros(len(self.popularity), dtype=np.float32)
+            return np.zeros(n, dtype=np.float32)
         weights = np.power(0.5, np.arange(len(history))[::-1] / half_life).astype(np.float32)
-        row = sp.csr_matrix(
-            (weights, (np.zeros(len(history), dtype=np.int64), history)), shape=(1, len(self.popularity))
+        if len(np.unique(history)) == len(history):
+            order = np.argsort(history, kind="stable")
+            items, summed = history[order], weights[order]
+        else:
+            row = sp.csr_matrix((weights, (np.zeros(len(history), dtype=np.int64), history)), shape=(1, n))
+            items, summed = row.indices, row.data
+        similarity = self.similarity
+        dtype = np.result_type(np.float32, similarity.dtype)
+        starts = similarity.indptr[items]
+        lengths = similarity.indptr[items + 1] - starts
+        # Positions of every stored entry of those rows, row after row.
+        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
+        values = similarity.data[positions].astype(dtype, copy=False) * np.repeat(
+            summed.astype(dtype), lengths
         )
-        return np.asarray((row @ self.similarity).toarray(), dtype=np.float32).ravel()
+        out = np.zeros(n, dtype=dtype)
+        np.add.at(out, similarity.indices[positions], values)
+        return out.astype(np.float32, copy=False)
 
 
 @dataclass
