@@ -49,7 +49,8 @@ class SearchResult:
     explanations: list[dict[str, float]] = field(default_factory=list)
     corrected_query: str | None = None
     # Explains any of ``items`` on demand, with the numbers ``explanations`` would hold for them: a
-    # caller that keeps only some of the items (business rules) pays only for those.
+    # caller that keeps only some of the items (business rules) pays only for those. It holds the
+    # query's signals (a few arrays of one number per item) for as long as the result lives.
     explainer: Explainer | None = field(default=None, repr=False, compare=False)
 
     def explain(self, items: IntArray) -> list[dict[str, float]]:
