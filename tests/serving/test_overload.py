@@ -309,7 +309,9 @@ def test_searches_have_their_own_threads_and_queue(client_factory: ClientFactory
     state.search_gate.pending = 3
     assert client.get("/v1/search", params={"q": "tv"}).status_code == 503
     state.gate.pending = state.search_gate.pending = 0
-    assert 'shopfusion_shed_probability{queue="search"} 0.0' in client.get("/metrics").text
+    # The wait budget, not a delay shedder, bounds the searches' queue: one late start (a
+    # collection pause) made the shedder refuse searches at the target rate (RESULTS.md, session 5).
+    assert not state.search_gate.shedder.enabled
 
 
 def test_exempt_requests_are_never_shed() -> None:

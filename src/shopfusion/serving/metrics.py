@@ -60,7 +60,7 @@ class Metrics:
         )
         self.shed_probability = Gauge(
             "shopfusion_shed_probability",
-            "Share of new requests refused now, by queue (loop: all requests, model: cache misses, search)",
+            "Share of new requests refused now, by queue (loop: all requests, model: cache misses)",
             ["queue"],
             registry=r,
         )
