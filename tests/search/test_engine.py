@@ -3,10 +3,13 @@ facets, personalisation, explanations and the save/load round trip."""
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from shopfusion.data.dataset import Dataset
 from shopfusion.encoders.text import LazyModel
@@ -190,6 +193,18 @@ def test_explanations_are_skipped_on_request_without_changing_the_ranking(engine
     assert bare.items.tolist() == full.items.tolist() and np.allclose(bare.scores, full.scores)
 
 
+def test_explaining_some_items_afterwards_gives_their_numbers_of_a_full_explanation(
+    engine: SearchEngine,
+) -> None:
+    full = engine.search("samsung tv", k=8)
+    bare = engine.search("samsung tv", k=8, explain=False)
+    some = bare.items[[5, 0, 3]]  # any subset, any order: what business rules keep
+    expected = dict(zip(full.items.tolist(), full.explanations, strict=True))
+    assert bare.explain(some) == [expected[int(i)] for i in some]
+    assert full.explain(some) == bare.explain(some)
+    assert bare.explain(bare.items[:0]) == []
+
+
 def test_ablation_shares_are_the_score_drop_when_a_signal_takes_the_median(engine: SearchEngine) -> None:
     result = engine.search("red lipstick", k=3)
     signals = engine.signals("red lipstick")
@@ -214,6 +229,45 @@ def test_column_medians_skip_unknown_values() -> None:
     features = np.array([[1.0, np.nan, np.nan], [3.0, 2.0, np.nan], [2.0, 4.0, np.nan]], dtype=np.float32)
     medians = _column_medians(features)
     assert medians[:2].tolist() == [2.0, 3.0] and np.isnan(medians[2])
+
+
+def test_facets_are_the_brute_force_counts(engine: SearchEngine) -> None:
+    catalog = engine.catalog_
+    rng = np.random.default_rng(1)
+    for size in (0, 1, 7, 60, engine.n_items_):
+        items = np.sort(rng.choice(engine.n_items_, size=size, replace=False))
+        for name, values in (("category", catalog.category), ("brand", catalog.brand)):
+            counts = Counter(values[i] for i in items.tolist() if values[i] != "")
+            expected = sorted(counts.items(), key=lambda vc: (-vc[1], vc[0]))[:3]
+            got = catalog.facets(items, limit=3).get(name, [])
+            assert [(f.value, f.count) for f in got] == expected, (size, name)
+
+
+def test_affinity_equals_scipys_weighted_row_product_exactly(engine: SearchEngine) -> None:
+    behaviour, n = engine.behaviour_, engine.n_items_
+    rng = np.random.default_rng(2)
+    for trial in range(400):
+        size = int(rng.integers(1, 40))
+        history = rng.integers(0, n, size=size)
+        if trial % 2:  # repeated items: their weights add up before the product
+            history = rng.choice(history[: max(1, size // 3)], size=size)
+        weights = np.power(0.5, np.arange(size)[::-1] / 5.0).astype(np.float32)
+        row = sp.csr_matrix((weights, (np.zeros(size, dtype=np.int64), history)), shape=(1, n))
+        expected = np.asarray((row @ behaviour.similarity).toarray(), dtype=np.float32).ravel()
+        assert np.array_equal(behaviour.affinity(history.astype(np.int64), 5.0), expected), trial
+
+
+def test_column_medians_equal_numpys_nanmedian_exactly() -> None:
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n, m = int(rng.integers(1, 700)), int(rng.integers(1, 6))  # odd and even counts, both paths
+        features = np.round(rng.normal(size=(n, m)), int(rng.integers(1, 4))).astype(np.float32)
+        features[rng.random((n, m)) < rng.random()] = np.nan
+        features[:, 0] = np.nan if trial % 4 == 0 else features[:, 0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+            expected = np.nanmedian(features, axis=0).astype(np.float32)
+        assert np.array_equal(_column_medians(features), expected, equal_nan=True), trial
 
 
 def test_a_repeated_query_is_encoded_once() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from serving_support import ClientFactory, train_sample_artifact
 
@@ -72,6 +73,20 @@ def test_search_returns_facets_and_applies_filters(client: TestClient) -> None:
     assert filtered["items"] and {i["brand"] for i in filtered["items"]} == {brand}
     assert all(i["in_stock"] for i in filtered["items"])  # the stock rule reaches the engine
     assert body["signals"] and "lexical" in body["signals"][0]
+
+
+def test_search_explains_only_the_items_it_returns(client: TestClient) -> None:
+    searcher = client.app.state.service.model.searcher  # type: ignore[attr-defined]
+    searcher.explained.clear()
+    body = client.get("/v1/search", params={"q": "phone", "k": 4, "user_id": "u0001"}).json()
+    # The engine is asked for 3k spares (dedupe, brand caps), but only the k kept are explained.
+    assert len(body["items"]) == 4 and len(searcher.explained) == 4
+    by_item = dict(zip(_ids(body), body["signals"], strict=True))
+    index = client.app.state.service.model.artifact.item_map  # type: ignore[attr-defined]
+    assert [index.to_external(i) for i in searcher.explained] == list(by_item)
+    assert [by_item[i["item_id"]]["lexical"] for i in body["items"]] == pytest.approx(
+        [i["score"] for i in body["items"]], abs=1e-6
+    )
 
 
 def test_search_in_chinese(client: TestClient) -> None:

@@ -19,13 +19,14 @@ from serving_support import ClientFactory, ServerThread, make_settings
 
 from shopfusion.data.interactions import FloatArray, Histories
 from shopfusion.errors import UnknownIdError
+from shopfusion.search.api import SearchFilters
 from shopfusion.serving.app import create_app
 from shopfusion.serving.batcher import MicroBatcher
-from shopfusion.serving.deps import render_list
+from shopfusion.serving.deps import render_list, render_search
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.rules import ListFilters
-from shopfusion.serving.schemas import Item, ItemList
+from shopfusion.serving.schemas import FacetCount, Item, ItemList, SearchResponse
 from shopfusion.serving.service import FeedRequest, Ranked, Service
 
 
@@ -321,6 +322,30 @@ def test_rendered_lists_match_the_item_list_schema(service: Service) -> None:
         )
         assert orjson.loads(body) == orjson.loads(expected.model_dump_json())
     assert render_list(ranked, "recommend", True).body is render_list(ranked, "recommend", True).body
+
+
+def test_rendered_searches_match_the_search_response_schema(service: Service) -> None:
+    ranked = service.search("phone", "u0001", 5, SearchFilters())
+    assert ranked.facets and ranked.signals
+    for cached in (False, True):
+        body = render_search(ranked, "phone", cached).body
+        expected = SearchResponse(
+            items=[
+                Item(**ranked.model.cards[int(i)], score=round(float(s), 6))
+                for i, s in zip(ranked.items, ranked.scores, strict=True)
+            ],
+            model_version=ranked.model.version,
+            cached=cached,
+            query="phone",
+            corrected_query=ranked.corrected_query,
+            facets={
+                name: [FacetCount(value=v, count=c) for v, c in values]
+                for name, values in ranked.facets.items()
+            },
+            signals=ranked.signals,
+        )
+        assert orjson.loads(body) == orjson.loads(expected.model_dump_json())
+    assert render_search(ranked, "phone", False).body is render_search(ranked, "phone", False).body
 
 
 def test_concurrent_http_requests_are_scored_in_batches(sample_artifact: Path, tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ class KeywordSearcher:
         )
         self.text = text.str.lower().tolist()
         self.calls: list[tuple[str, SearchFilters | None]] = []
+        self.explained: list[int] = []  # every item whose explanation was asked for
 
     @classmethod
     def from_artifact(cls, artifact_dir: Path) -> KeywordSearcher:
@@ -111,6 +112,7 @@ class KeywordSearcher:
         history: IntArray | None = None,
         filters: SearchFilters | None = None,
         exclude_history: bool = False,
+        explain: bool = True,
     ) -> SearchResult:
         self.calls.append((query, filters))
         terms = [t for t in query.lower().split() if t]
@@ -137,8 +139,14 @@ class KeywordSearcher:
         lengths = cat["title"].str.len().to_numpy()[matches]
         order = matches[np.lexsort((matches, lengths))][:k]
         scores = (1.0 / (1.0 + lengths[np.searchsorted(matches, order)])).astype(np.float32)
-        explanations = [{"lexical": float(s)} for s in scores]
-        return SearchResult(order.astype(np.int64), scores, facets, explanations, None)
+        score_of = dict(zip(order.tolist(), scores.tolist(), strict=True))
+
+        def explainer(items: IntArray) -> list[dict[str, float]]:
+            self.explained += items.tolist()
+            return [{"lexical": score_of[int(i)]} for i in items]
+
+        explanations = explainer(order) if explain else []
+        return SearchResult(order.astype(np.int64), scores, facets, explanations, None, explainer)
 
 
 def find_chromium() -> str | None:

@@ -10,7 +10,6 @@ from fastapi import Depends, Header, HTTPException, Request, Response
 
 from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.gate import ModelGate
-from shopfusion.serving.schemas import Item
 from shopfusion.serving.security import KeyRing, Role
 from shopfusion.serving.service import FeedRequest, Ranked, Service
 from shopfusion.serving.settings import ServiceSettings
@@ -33,6 +32,14 @@ async def get_gate(request: Request) -> ModelGate:
 
 
 GateDep = Annotated[ModelGate, Depends(get_gate)]
+
+
+async def get_search_gate(request: Request) -> ModelGate:
+    gate: ModelGate = request.app.state.search_gate
+    return gate
+
+
+SearchGateDep = Annotated[ModelGate, Depends(get_search_gate)]
 
 
 async def get_batcher(request: Request) -> FeedBatcher:
@@ -84,9 +91,29 @@ def render_list(ranked: Ranked, route: str, cached: bool) -> Response:
     return Response(body, media_type="application/json")
 
 
-def items_of(ranked: Ranked) -> list[Item]:
-    cards = ranked.model.cards
-    return [
-        Item(**cards[int(i)], score=round(float(s), 6))
-        for i, s in zip(ranked.items, ranked.scores, strict=True)
-    ]
+def render_search(ranked: Ranked, query: str, cached: bool) -> Response:
+    """A :class:`SearchResponse` of ``ranked`` (the answer to ``query``), rendered like
+    :func:`render_list`: pydantic models of the items and facets cost about as much as the
+    service's own part of a search. ``tests/serving`` checks the bytes against the schema."""
+    body = ranked.rendered.get(("search", cached))
+    if body is None:
+        cards = ranked.model.cards
+        body = orjson.dumps(
+            {
+                "items": [
+                    {**cards[int(i)], "score": round(float(s), 6)}
+                    for i, s in zip(ranked.items, ranked.scores, strict=True)
+                ],
+                "model_version": ranked.model.version,
+                "cached": cached,
+                "query": query,
+                "corrected_query": ranked.corrected_query,
+                "facets": {
+                    name: [{"value": v, "count": c} for v, c in values]
+                    for name, values in ranked.facets.items()
+                },
+                "signals": ranked.signals,
+            }
+        )
+        ranked.rendered[("search", cached)] = body
+    return Response(body, media_type="application/json")

@@ -27,6 +27,9 @@ from shopfusion.serving.metrics import Metrics
 
 T = TypeVar("T")
 
+#: Weight of the newest job in :attr:`ModelGate.job_s` (about the last 10 jobs count).
+JOB_TIME_WEIGHT = 0.1
+
 #: Set while a request whose shedding draw was already made before routing is served
 #: (:mod:`shopfusion.serving.fastpath` refuses plain misses there, where it is cheaper): the
 #: route's :meth:`ModelGate.admit` then does not draw a second time.
@@ -34,27 +37,49 @@ drawn_early: ContextVar[bool] = ContextVar("shopfusion_drawn_early", default=Fal
 
 
 class ModelGate:
+    """``wait_budget_s`` (0: none) bounds the wait of an admitted job when each job is one request
+    (searches): a request is refused when the jobs admitted before it would keep the threads busy
+    longer than that (their count times the recent mean job time, over ``workers``). Unlike the
+    shedder's samples, which come when a job *starts*, this sees a queue while it builds."""
+
     def __init__(
-        self, workers: int, max_pending: int, metrics: Metrics, shedder: DelayShedder | None = None
+        self,
+        workers: int,
+        max_pending: int,
+        metrics: Metrics,
+        shedder: DelayShedder | None = None,
+        wait_budget_s: float = 0.0,
     ) -> None:
         self.workers, self.max_pending, self.metrics = workers, max_pending, metrics
         self.shedder = shedder if shedder is not None else DelayShedder(0.0)
+        self.wait_budget_s = wait_budget_s
+        self.job_s = 0.0  # moving average of a job's time in its thread (0: none ran yet)
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
+
+    def expected_wait_s(self) -> float:
+        """How long the jobs admitted so far would keep every thread busy."""
+        return self.pending * self.job_s / self.workers
+
+    def _full(self) -> bool:
+        if self.pending >= self.max_pending:
+            return True
+        return self.wait_budget_s > 0 and self.expected_wait_s() > self.wait_budget_s
 
     def refuses(self) -> bool:
         """Whether a new miss would be refused now (counted as ``model_busy`` when it is); this is
         the request's one shedding draw."""
-        if self.pending >= self.max_pending or not self.shedder.admit():
+        if self._full() or not self.shedder.admit():
             self.metrics.rejected.labels("model_busy").inc()
             return True
         return False
 
     @contextmanager
     def admit(self) -> Iterator[None]:
-        """Count the request as pending while the block runs; refuse it (503) when full or when
-        the shedder says so (unless its draw was made before routing)."""
-        if self.pending >= self.max_pending or (not drawn_early.get() and not self.shedder.admit()):
+        """Count the request as pending while the block runs; refuse it (503) when full, when its
+        wait would exceed the budget, or when the shedder says so (unless its draw was made before
+        routing)."""
+        if self._full() or (not drawn_early.get() and not self.shedder.admit()):
             self.metrics.rejected.labels("model_busy").inc()
             raise HTTPException(503, "the model is at capacity; retry shortly", headers={"Retry-After": "1"})
         self.pending += 1
@@ -71,8 +96,13 @@ class ModelGate:
         since = time.monotonic() if queued_at is None else queued_at
 
         def timed() -> T:
-            self.shedder.observe(time.monotonic() - since)
-            return fn(*args)
+            started = time.monotonic()
+            self.shedder.observe(started - since)
+            try:
+                return fn(*args)
+            finally:
+                took = time.monotonic() - started
+                self.job_s = took if self.job_s == 0 else self.job_s + JOB_TIME_WEIGHT * (took - self.job_s)
 
         return await anyio.to_thread.run_sync(timed, limiter=self._limiter)
 

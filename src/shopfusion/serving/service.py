@@ -38,6 +38,20 @@ ONLINE_HISTORY = 50
 _BEHAVIOUR = {EventType.VIEW, EventType.CLICK, EventType.ADD_TO_CART, EventType.PURCHASE}
 
 
+def settle_heap() -> None:
+    """Collect garbage once, then exempt every object alive now from later collections.
+
+    A loaded model is millions of long-lived objects (id maps, product cards, the search index's
+    vocabularies), and every full collection traversed them all: pauses of 40-230 ms on Beauty,
+    during which the event loop answered nothing (RESULTS.md, session 5). Frozen, a full
+    collection sees only what requests allocated since. Called after each (re)load and after the
+    precomputation; each call first unfreezes, so the garbage of the previous model and of
+    evicted lists is still collected here."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class SearchUnavailableError(ShopfusionError):
     """The loaded artifact carries no search index."""
 
@@ -62,17 +76,6 @@ class Ranked:
 
 
 Key = tuple[object, ...]
-
-
-def freeze_long_lived_objects() -> None:
-    """Move every object alive now (the model just loaded: catalog cards, id maps, configs) out of
-    the garbage collector's reach. They live as long as the model serves, yet each full collection
-    walked all of them: ~140 ms on the Beauty model, a pause that every queued request waited out
-    (the p99 of a load test). Frozen objects are still freed by reference counting; unfreezing
-    first lets a collection reclaim cycles of the model this one replaces."""
-    gc.unfreeze()
-    gc.collect()
-    gc.freeze()
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,7 @@ class Service:
             self._model = model
             # Entries of the old generation can no longer be hit; free their memory now.
             self.cache.clear()
-            freeze_long_lived_objects()
+            settle_heap()
             self._record(target, "serving", model.version)
             log.info("serving artifact %s (%s)", target, model.version)
             return model
@@ -388,6 +391,7 @@ class Service:
             done += sum(isinstance(result, Ranked) for result in results)
             self.precomputed = done
         log.info("precomputed %d lists (%d feeds, %d similar-item lists asked)", done, len(users), len(top))
+        settle_heap()
         return done
 
     # --- search --------------------------------------------------------------------------------
@@ -423,18 +427,17 @@ class Service:
         filters = SearchFilters(
             filters.categories, filters.brands, filters.min_price, filters.max_price, in_stock
         )
-        # Ask for spares: dedupe and brand caps may drop some.
+        # Ask for spares: dedupe and brand caps may drop some. Only the items kept are explained.
         result = model.searcher.search(
-            query, k=3 * k, history=history if len(history) else None, filters=filters
+            query, k=3 * k, history=history if len(history) else None, filters=filters, explain=False
         )
-        signals = dict(zip(result.items.tolist(), result.explanations, strict=False))
         items, scores = model.rules.apply(result.items.astype(np.int64), result.scores.astype(np.float32), k)
         ranked = Ranked(
             model,
             items,
             scores,
             facets={name: [(v.value, v.count) for v in values] for name, values in result.facets.items()},
-            signals=[signals.get(int(i), {}) for i in items],
+            signals=result.explain(items),
             corrected_query=result.corrected_query,
         )
         self.cache.put(key, ranked, user=pseudonym)

@@ -81,6 +81,18 @@ class ServiceSettings(BaseSettings):
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
     model_delay_target_ms: float = Field(default=30.0, ge=0)
+    # Searches run on their own threads, this many per process (their own queue: a burst of
+    # searches and a burst of recommendation misses do not wait for each other). One: a search
+    # holds the GIL for most of its ~4 ms, so two interleaved searches each take about twice as
+    # long (RESULTS.md, session 5) ...
+    search_workers: int = Field(default=1, gt=0)
+    # ... and a search is refused (503) at once when the searches admitted before it would take
+    # longer than this to run (their count times the recent mean search time): the wait of an
+    # admitted search stays bounded under any overload (issue 5: p99 50 ms, 100 ms at 2x). 40, not
+    # 25: at 2x the admitted p99 was 73 ms against 50 ms, but 25 also refused a few searches at
+    # the 200/s target whenever other work slowed the CPU (RESULTS.md, session 5). 0: no bound
+    # other than max_model_queue.
+    search_wait_budget_ms: float = Field(default=40.0, ge=0)
     # Micro-batching of recommendations and similar items: each free scoring thread takes every
     # cache miss waiting (at most max_batch) in one model call, so batches grow with the load
     # (serving.batcher). With a window > 0 an idle thread first waits up to this many

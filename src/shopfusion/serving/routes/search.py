@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from shopfusion.search.api import SearchFilters
-from shopfusion.serving.deps import GateDep, ServiceDep, items_of, require
+from shopfusion.serving.deps import SearchGateDep, ServiceDep, render_search, require
 from shopfusion.serving.routes.recommend import MAX_K
-from shopfusion.serving.schemas import FacetCount, SearchResponse, UserId
+from shopfusion.serving.schemas import SearchResponse, UserId
 from shopfusion.serving.security import Role
 from shopfusion.serving.service import SearchUnavailableError
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require(
 @router.get("/search", response_model=SearchResponse, responses={503: {"description": "no search index"}})
 async def search(
     service: ServiceDep,
-    gate: GateDep,
+    gate: SearchGateDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="what the shopper typed")],
     user_id: Annotated[UserId | None, Query(description="personalise for this shopper")] = None,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
@@ -28,7 +28,7 @@ async def search(
     min_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     max_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     in_stock: Annotated[bool, Query(description="only items in stock")] = False,
-) -> SearchResponse:
+) -> Response:
     """Ranked matches, personalised when ``user_id`` is known, with facet counts over all matches."""
     query = q.strip()
     if not query:
@@ -44,14 +44,4 @@ async def search(
     cached = ranked is not None
     if ranked is None:
         ranked = await gate.run(service.search, query, user_id, k, filters, model)
-    return SearchResponse(
-        items=items_of(ranked),
-        model_version=ranked.model.version,
-        cached=cached,
-        query=query,
-        corrected_query=ranked.corrected_query,
-        facets={
-            name: [FacetCount(value=v, count=c) for v, c in values] for name, values in ranked.facets.items()
-        },
-        signals=ranked.signals,
-    )
+    return render_search(ranked, query, cached)
