@@ -169,6 +169,22 @@ def test_requests_arriving_while_the_thread_is_busy_go_together_in_the_next_batc
     assert took < 0.55  # two calls of 0.2 s, one after the other
 
 
+def test_a_request_right_after_the_last_batch_finished_is_still_scored() -> None:
+    # Regression: the consumer was counted as running until its done-callback ran, one step after
+    # it had found the queue empty; a request queued in that step waited for nobody (a storefront
+    # product page hung on its similar items).
+    batcher = _batcher(Doubler(), window_s=0.0)
+
+    async def one_after_another() -> list[int]:
+        # Each submit starts in the very step that received the previous answer.
+        return [await batcher.submit(x) for x in (1, 2, 3)]
+
+    async def run() -> list[int]:
+        return await asyncio.wait_for(one_after_another(), timeout=2.0)
+
+    assert asyncio.run(run()) == [2, 4, 6]
+
+
 def test_one_batch_at_a_time_by_default_and_more_when_asked() -> None:
     class Concurrency(Doubler):
         def __init__(self) -> None:

@@ -25,7 +25,7 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from shopfusion.serving.gate import ModelGate
 
@@ -34,6 +34,18 @@ T = TypeVar("T")
 
 #: Handles a batch: one result per request, in order; an exception in a slot fails that request only.
 BatchFn = Callable[[Sequence[R]], Sequence[T | Exception]]
+
+
+class _Counted:
+    """One consumer's place in :attr:`MicroBatcher._running`, given back exactly once."""
+
+    def __init__(self) -> None:
+        self.held = True
+
+    def release(self, batcher: MicroBatcher[Any, Any]) -> None:
+        if self.held:
+            self.held = False
+            batcher._running -= 1
 
 
 class MicroBatcher(Generic[R, T]):
@@ -54,7 +66,11 @@ class MicroBatcher(Generic[R, T]):
         self.requests = 0
         # (request, its future, time.monotonic() when it arrived), oldest first
         self._queue: deque[tuple[R, asyncio.Future[T], float]] = deque()
-        self._consumers: set[asyncio.Task[None]] = set()  # running consumers, strong references
+        self._tasks: set[asyncio.Task[None]] = set()  # strong references to the consumers
+        # Consumers running, counted down by the consumer itself in the same step in which it finds
+        # the queue empty: a task's done-callback runs later, and a request queued in between
+        # would have found "a consumer running" and waited for nobody.
+        self._running = 0
         self._waiters: list[asyncio.Future[None]] = []  # consumers waiting for a batch to fill
 
     async def submit(self, request: R) -> T:
@@ -64,10 +80,12 @@ class MicroBatcher(Generic[R, T]):
             self._queue.append((request, future, time.monotonic()))
             if len(self._queue) >= self.max_batch:
                 self._wake_waiters()
-            if len(self._consumers) < self.consumers:
-                task = asyncio.get_running_loop().create_task(self._consume())
-                self._consumers.add(task)
-                task.add_done_callback(self._consumers.discard)
+            if self._running < self.consumers:
+                self._running += 1
+                counted = _Counted()
+                task = asyncio.get_running_loop().create_task(self._consume(counted))
+                self._tasks.add(task)
+                task.add_done_callback(lambda done: self._finished(done, counted))
             return await future
 
     def _wake_waiters(self) -> None:
@@ -76,7 +94,11 @@ class MicroBatcher(Generic[R, T]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    async def _consume(self) -> None:
+    def _finished(self, task: asyncio.Task[None], counted: _Counted) -> None:
+        self._tasks.discard(task)
+        counted.release(self)  # a consumer cancelled before its first step never counted down
+
+    async def _consume(self, counted: _Counted) -> None:
         """Take batches off the queue until it is empty (one consumer per scoring thread)."""
         batch: list[tuple[R, asyncio.Future[T], float]] = []
         try:
@@ -94,6 +116,8 @@ class MicroBatcher(Generic[R, T]):
                 if not future.done():
                     future.set_exception(exc if isinstance(exc, Exception) else RuntimeError("stopped"))
             raise
+        finally:
+            counted.release(self)  # no await since the queue was found empty (see __init__)
 
     async def _wait_for_company(self) -> None:
         """With a window, wait until the oldest request is ``window_s`` old or a batch is full."""
