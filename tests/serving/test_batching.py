@@ -324,15 +324,19 @@ def test_a_model_error_on_one_history_fails_only_that_request(
 # --- through HTTP ----------------------------------------------------------------------------
 
 
+def _expected_items(ranked: Ranked) -> list[Item]:
+    return [
+        Item(**ranked.model.cards[int(i)], score=round(float(s), 6))
+        for i, s in zip(ranked.items, ranked.scores, strict=True)
+    ]
+
+
 def test_rendered_lists_match_the_item_list_schema(service: Service) -> None:
     ranked = service.recommend("u0001", 10)
     for cached in (False, True):
         body = render_list(ranked, "recommend", cached).body
         expected = ItemList(
-            items=[
-                Item(**ranked.model.cards[int(i)], score=round(float(s), 6))
-                for i, s in zip(ranked.items, ranked.scores, strict=True)
-            ],
+            items=_expected_items(ranked),
             model_version=ranked.model.version,
             cached=cached,
         )
@@ -346,10 +350,7 @@ def test_rendered_searches_match_the_search_response_schema(service: Service) ->
     for cached in (False, True):
         body = render_search(ranked, "phone", cached).body
         expected = SearchResponse(
-            items=[
-                Item(**ranked.model.cards[int(i)], score=round(float(s), 6))
-                for i, s in zip(ranked.items, ranked.scores, strict=True)
-            ],
+            items=_expected_items(ranked),
             model_version=ranked.model.version,
             cached=cached,
             query="phone",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, Header, HTTPException, Request, Response
@@ -73,6 +73,15 @@ def require(role: Role) -> Callable[[Request, str | None], Awaitable[None]]:
     return check
 
 
+def _item_cards(ranked: Ranked) -> list[dict[str, Any]]:
+    """The product cards of ``ranked``'s items with their scores, as the ``Item`` schema has them."""
+    cards = ranked.model.cards
+    return [
+        {**cards[int(i)], "score": round(float(s), 6)}
+        for i, s in zip(ranked.items, ranked.scores, strict=True)
+    ]
+
+
 def render_list(ranked: Ranked, route: str, cached: bool) -> Response:
     """An :class:`ItemList` response of ``ranked``, rendered once and then reused.
 
@@ -81,12 +90,9 @@ def render_list(ranked: Ranked, route: str, cached: bool) -> Response:
     bytes against ``ItemList``'s own rendering."""
     body = ranked.rendered.get((route, cached))
     if body is None:
-        cards = ranked.model.cards
-        items = [
-            {**cards[int(i)], "score": round(float(s), 6)}
-            for i, s in zip(ranked.items, ranked.scores, strict=True)
-        ]
-        body = orjson.dumps({"items": items, "model_version": ranked.model.version, "cached": cached})
+        body = orjson.dumps(
+            {"items": _item_cards(ranked), "model_version": ranked.model.version, "cached": cached}
+        )
         ranked.rendered[(route, cached)] = body
     return Response(body, media_type="application/json")
 
@@ -97,13 +103,9 @@ def render_search(ranked: Ranked, query: str, cached: bool) -> Response:
     service's own part of a search. ``tests/serving`` checks the bytes against the schema."""
     body = ranked.rendered.get(("search", cached))
     if body is None:
-        cards = ranked.model.cards
         body = orjson.dumps(
             {
-                "items": [
-                    {**cards[int(i)], "score": round(float(s), 6)}
-                    for i, s in zip(ranked.items, ranked.scores, strict=True)
-                ],
+                "items": _item_cards(ranked),
                 "model_version": ranked.model.version,
                 "cached": cached,
                 "query": query,
