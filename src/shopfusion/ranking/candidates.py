@@ -13,6 +13,7 @@ import numpy as np
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.retrieval.base import Retriever, mask_history
+from shopfusion.retrieval.topk import top_k_indices
 
 
 @dataclass(frozen=True)
@@ -71,13 +72,9 @@ def merge_candidates(
     for name in names:
         masked = np.array(scores[name], dtype=np.float32, copy=True)
         mask_history(masked, requests)
-        k = min(per_source[name], n_items)
-        top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
-        top_scores = np.take_along_axis(masked, top, axis=1)
-        order = np.argsort(-top_scores, axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        finite = np.isfinite(np.take_along_axis(top_scores, order, axis=1))
-        rank = np.broadcast_to(np.arange(1, k + 1, dtype=np.float32), top.shape)
+        top = top_k_indices(masked, per_source[name])
+        finite = np.isfinite(np.take_along_axis(masked, top, axis=1))
+        rank = np.broadcast_to(np.arange(1, top.shape[1] + 1, dtype=np.float32), top.shape)
         keys.append((np.arange(n)[:, None] * n_items + top)[finite].astype(np.int64))
         key_ranks.append(rank[finite])
     candidate_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from shopfusion import __version__
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.retrieval.topk import top_k_indices
 
 ARTIFACT_FORMAT = 1
 
@@ -206,12 +207,9 @@ def top_k(scores: FloatArray, k: int) -> Candidates:
     kk = min(k, n_items)
     if kk == 0:
         return Candidates(np.full((n, k), -1, dtype=np.int64), np.full((n, k), -np.inf, dtype=np.float32))
-    part = np.argpartition(-scores, kk - 1, axis=1)[:, :kk]
-    part_scores = np.take_along_axis(scores, part, axis=1)
-    # Stable order: by score, then by item index, so batch and single requests agree exactly.
-    order = np.lexsort((part, -part_scores), axis=1)
-    ids = np.take_along_axis(part, order, axis=1).astype(np.int64)
-    best = np.take_along_axis(part_scores, order, axis=1).astype(np.float32)
+    # By score, then by item index, so batch and single requests agree exactly.
+    ids = top_k_indices(scores, kk)
+    best = np.take_along_axis(scores, ids, axis=1).astype(np.float32)
     ids[~np.isfinite(best)] = -1
     if kk < k:
         ids = np.pad(ids, ((0, 0), (0, k - kk)), constant_values=-1)

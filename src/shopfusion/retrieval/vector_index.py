@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from shopfusion.data.interactions import FloatArray, IntArray
 from shopfusion.errors import ConfigError
+from shopfusion.retrieval.topk import top_k_indices
 
 Backend = Literal["auto", "faiss", "numpy"]
 #: Query rows scored per numpy matrix product (bounds memory at rows x items floats).
@@ -70,11 +71,9 @@ class VectorIndex:
         scores = np.empty((len(q), k), dtype=np.float32)
         for start in range(0, len(q), _NUMPY_BATCH):
             block = q[start : start + _NUMPY_BATCH] @ self._vectors.T
-            part = np.argpartition(-block, k - 1, axis=1)[:, :k]
-            part_scores = np.take_along_axis(block, part, axis=1)
-            order = np.lexsort((part, -part_scores), axis=1)
-            ids[start : start + len(block)] = np.take_along_axis(part, order, axis=1)
-            scores[start : start + len(block)] = np.take_along_axis(part_scores, order, axis=1)
+            best = top_k_indices(block, k)
+            ids[start : start + len(block)] = best
+            scores[start : start + len(block)] = np.take_along_axis(block, best, axis=1)
         return ids, scores
 
     def _check(self, vectors: npt.ArrayLike) -> FloatArray:

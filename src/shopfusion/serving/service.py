@@ -23,6 +23,7 @@ from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.data.schema import Event, EventType
 from shopfusion.data.store import SQLiteStore
 from shopfusion.errors import ShopfusionError, UnknownIdError
+from shopfusion.retrieval.topk import top_k_indices
 from shopfusion.search.api import SearchFilters
 from shopfusion.serving.cache import LRUCache
 from shopfusion.serving.explain import Explanation, explain_item
@@ -322,9 +323,8 @@ class Service:
             scores[~filters.mask(model.view, everything)] = -np.inf
         # Enough spare candidates that stock, dedupe and brand caps still leave k items.
         n = min(model.n_items, 5 * k + len(model.rules.bury) + 50)
-        top = np.argpartition(-scores, n - 1)[:n] if n < model.n_items else np.arange(model.n_items)
-        top = top[np.isfinite(scores[top])]
-        order = top[np.lexsort((top, -scores[top]))].astype(np.int64)
+        top = top_k_indices(scores[None, :], n)[0]
+        order = top[np.isfinite(scores[top])]
         items, kept = model.rules.apply(order, scores[order], k)
         return Ranked(model, items, kept)
 
