@@ -11,9 +11,11 @@ committed generators with its own seed (items "by demand" = the engine's trainin
 
 Every query ranks the whole catalog (history excluded, ties at random); each query's reciprocal
 rank at 10 is saved to ``--out`` (npz), so that two engines can be compared query by query with
-``--compare A.npz B.npz`` (paired differences, 95% bootstrap intervals).
+``--compare A.npz B.npz`` (paired differences, 95% bootstrap intervals; several seeds' pairs
+``A1 B1 A2 B2 …`` average each query over the seeds first).
 
-    PYTHONPATH=src python benchmarks/search_generated.py --data DATA --index DIR [--config YAML] --out A.npz
+    PYTHONPATH=src python benchmarks/search_generated.py --data DATA --index DIR [--config YAML] \\
+        [--seed N] --out A.npz
     PYTHONPATH=src python benchmarks/search_generated.py --compare A.npz B.npz
 """
 
@@ -68,7 +70,7 @@ def evaluate(args: argparse.Namespace) -> None:
     else:
         config = load_search_config(args.config) if args.config else None
         started = time.perf_counter()
-        engine = build_benchmark_engine(dataset, 0, config, args.index)
+        engine = build_benchmark_engine(dataset, args.seed, config, args.index)
         print(f"built in {time.perf_counter() - started:.0f} s")
     print(json.dumps(engine.training_, indent=1))
     sets = query_sets(engine, args.data)
@@ -87,11 +89,19 @@ def evaluate(args: argparse.Namespace) -> None:
     np.savez(args.out, **results)
 
 
-def compare(a_path: Path, b_path: Path, resamples: int = 10_000) -> None:
-    """Paired B − A per set and pooled over the known-item sets, with 95% bootstrap intervals."""
-    with np.load(a_path) as a_data, np.load(b_path) as b_data:
-        a = {k: a_data[k] for k in a_data.files}
-        b = {k: b_data[k] for k in b_data.files}
+def _mean_of(paths: list[Path]) -> dict[str, np.ndarray]:
+    """Each query's reciprocal rank averaged over ``paths`` (engines of several seeds)."""
+    runs = [dict(np.load(path)) for path in paths]
+    return {name: np.mean([run[name] for run in runs], axis=0) for name in SETS}
+
+
+def compare(paths: list[Path], resamples: int = 10_000) -> None:
+    """Paired B − A per set and pooled over the known-item sets, with 95% bootstrap intervals over
+    queries. ``paths``: A B, or A1 B1 A2 B2 … — pairs of engines built with the same seed, each
+    query's figure then averaged over the seeds before the bootstrap."""
+    if len(paths) < 2 or len(paths) % 2:
+        raise SystemExit("--compare takes pairs of files: A B [A2 B2 ...]")
+    a, b = _mean_of(paths[0::2]), _mean_of(paths[1::2])
     a["known-item (pooled)"] = np.concatenate([a[k] for k in SETS if k.startswith("ki_")])
     b["known-item (pooled)"] = np.concatenate([b[k] for k in SETS if k.startswith("ki_")])
     rng = np.random.default_rng(0)
@@ -110,11 +120,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path)
     parser.add_argument("--index", type=Path, help="engine folder: loaded if built, else built there")
     parser.add_argument("--config", type=Path, help="search config YAML for a new build")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="engine seed of a new build (its training queries, ranker)"
+    )
     parser.add_argument("--out", type=Path, help="npz of per-query reciprocal ranks")
-    parser.add_argument("--compare", type=Path, nargs=2, metavar=("A", "B"))
+    parser.add_argument("--compare", type=Path, nargs="+", metavar="A B", help="pairs of --out files")
     args = parser.parse_args()
     if args.compare:
-        compare(*args.compare)
+        compare(args.compare)
     elif args.data and args.index and args.out:
         evaluate(args)
     else:
