@@ -42,6 +42,7 @@ STAGES: list[tuple[Any, str, str]] = [
     (search_engine.SearchEngine, "_candidates", "candidates"),
     (search_engine.SearchEngine, "_features", "features"),
     (TitleIndex, "match", "  title match"),
+    (TitleIndex, "typed_match", "  typed-word match"),
     (LambdaMARTFusion, "predict", "ranker predictions (ranking + ablation)"),
     (search_engine.SearchEngine, "_explain", "explanations"),
     (search_engine._Catalog, "facets", "facets"),

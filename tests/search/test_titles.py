@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from shopfusion.search.titles import TitleIndex
+from shopfusion.search.titles import TitleIndex, generative_likelihood
 
 TITLES = [
     ["korres", "plum", "lip", "butter"],
@@ -57,7 +58,7 @@ def test_typed_words_give_the_query_likelihood_of_a_title_holding_it() -> None:
         ["nivea", "lip", "balm"],
     ]
     typed = [["nivea", "soft", "cream"], ["nivea", "soft", "cream"], titles[2], titles[3]]
-    length, share, likelihood = TitleIndex(titles, typed).typed_match(["nivea", "cream"], ROWS)
+    length, share, likelihood, *_ = TitleIndex(titles, typed).typed_match(["nivea", "cream"], ROWS)
     assert length.tolist() == [3, 3, 5, 3]
     assert np.allclose(share, [2 / 3, 2 / 3, 2 / 5, 1 / 3])
     # two words drawn from three typed words: 1 / C(3, 2); from five: 1 / C(5, 2)
@@ -67,8 +68,41 @@ def test_typed_words_give_the_query_likelihood_of_a_title_holding_it() -> None:
 
 
 def test_typed_match_without_typed_words_counts_every_title_word_and_ignores_unknown_words() -> None:
-    length, share, likelihood = TitleIndex(TITLES).typed_match(["lip", "zzz"], ROWS)
+    length, share, likelihood, generative, gap = TitleIndex(TITLES).typed_match(["lip", "zzz"], ROWS)
     assert length.tolist() == [4, 3, 0, 2]  # distinct words: "lip lip balm" has two
     assert np.allclose(share, [1 / 4, 1 / 3, 0, 1 / 2]) and np.isnan(likelihood).all()
+    assert np.isnan(generative).all() and np.isnan(gap).all()
     empty = TitleIndex(TITLES).typed_match([], ROWS)
-    assert not empty[1].any() and np.isnan(empty[2]).all()
+    assert not empty[1].any() and np.isnan(empty[2]).all() and np.isnan(empty[3]).all()
+
+
+def test_the_generative_likelihood_is_the_typing_process_probability_of_the_query() -> None:
+    # Four typed words, two typed: size 2 has probability 1/4 (sizes 2, 3, 3, 4); "a b" is one of
+    # three runs and one of six ordered pairs, "a c" no run and one of six pairs.
+    assert np.exp(generative_likelihood(["a", "b", "c", "d"], ["a", "b"])) == pytest.approx(
+        0.25 * (0.5 / 3 + 0.5 / 6)
+    )
+    assert np.exp(generative_likelihood(["a", "b", "c", "d"], ["a", "c"])) == pytest.approx(0.25 * 0.5 / 6)
+    # A three-word title gives three words three times in four (size 4 is cut to 3), as a run or a pair.
+    assert np.exp(generative_likelihood(["a", "b", "c"], ["a", "b", "c"])) == pytest.approx(0.75)
+    # Repeated title words: "lip lip balm" spells "lip balm" as two ordered pairs of three.
+    assert np.exp(generative_likelihood(["lip", "lip", "balm"], ["lip", "balm"])) == pytest.approx(
+        0.25 * (0.5 * 1 / 2 + 0.5 * 2 / 3)
+    )
+    assert np.isnan(generative_likelihood(["a", "b", "c"], ["b", "a"])), "out of title order"
+    assert np.isnan(generative_likelihood(["a", "b"], ["a", "b", "c"])), "more words than the title types"
+    assert np.isnan(generative_likelihood(["a", "b", "c", "d", "e"], ["a"])), "one word is never typed"
+
+
+def test_generative_features_prefer_the_title_that_holds_the_query_as_a_run() -> None:
+    titles = [
+        ["olay", "regenerist", "micro", "sculpt", "cream"],
+        ["olay", "total", "effect", "regenerist", "cream"],
+        ["olay", "regenerist", "serum"],
+        ["olay", "cream"],
+    ]
+    *_, generative, gap = TitleIndex(titles).typed_match(["olay", "regenerist"], ROWS)
+    assert generative[0] > generative[1], "a run beats the same words scattered in as long a title"
+    assert generative[2] > generative[0], "a shorter title is the likelier source of the same run"
+    assert np.isnan(generative[3]) and np.isnan(gap[3])
+    assert np.nanmax(gap) == 0.0 and np.allclose(gap[:3], generative[:3] - generative[2])

@@ -69,7 +69,9 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
-FORMAT = 3
+#: 4: the generative-likelihood features (``lexical_generative``, ``lexical_generative_gap``);
+#: 3: typed-word and gap features. A ranker reads the feature columns of its own format only.
+FORMAT = 4
 QUERIES_PER_ITEM = 3
 _EMPTY = np.zeros(0, dtype=np.int64)
 
@@ -793,7 +795,8 @@ class SearchEngine:
         if manifest.get("kind") != "search" or manifest.get("format") != FORMAT:
             raise ArtifactError(
                 f"{path} is a {manifest.get('kind')!r} artifact of format {manifest.get('format')!r}; "
-                f"this version reads search format {FORMAT}: rebuild it with `shopfusion train`"
+                f"this version reads search format {FORMAT} (format 4 added ranker features): "
+                "rebuild it with `shopfusion train`"
             )
         engine = cls(parse_search_config(manifest["config"]))
         try:

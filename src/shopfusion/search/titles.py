@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from itertools import pairwise
+from math import comb
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.special import gammaln
+
+from shopfusion.search.training import KNOWN_ITEM_SIZES
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
@@ -23,7 +26,7 @@ IntArray = npt.NDArray[np.int64]
 #: The names of :meth:`TitleIndex.match`'s columns (ranker features ``lexical_<name>``).
 MATCH_FEATURES = ("phrase", "prefix", "title_share", "title_length", "in_order", "idf_coverage", "span")
 #: The names of :meth:`TitleIndex.typed_match`'s columns (ranker features ``lexical_<name>``).
-TYPED_FEATURES = ("typed_length", "typed_share", "subset_likelihood")
+TYPED_FEATURES = ("typed_length", "typed_share", "subset_likelihood", "generative", "generative_gap")
 
 
 class TitleIndex:
@@ -37,7 +40,8 @@ class TitleIndex:
         # items x words, 1 where the title has the word (once, however often it repeats); the typed
         # words share the titles' vocabulary, so one query vector multiplies either matrix
         self.words = self._incidence(self.tokens, grow=True)
-        self.typed = self._incidence(self.tokens if typed is None else typed, grow=False)
+        self.typed_tokens = self.tokens if typed is None else [list(t) for t in typed]
+        self.typed = self._incidence(self.typed_tokens, grow=False)
         self.typed_length = np.asarray(self.typed.sum(axis=1), dtype=np.float32).ravel()
         self.distinct = np.asarray(self.words.sum(axis=1), dtype=np.float32).ravel()
         # A word's rarity among titles; a word no title has counts as rare as the rarest.
@@ -78,15 +82,18 @@ class TitleIndex:
         likelihood of the query as ``k`` of those ``n`` words drawn at random, ``-log C(n, k)``
         (NaN otherwise) — among titles that all hold the query, the one with fewer other words to
         pick from is the likelier source: an "8 Ounce" and a "12 Ounce" variant tie, but a title
-        with two more product words does not."""
+        with two more product words does not. Then, for those titles, :func:`generative_likelihood`
+        of the query (word order and runs counted; NaN otherwise) and its distance to the best of
+        the rows (the other rows' likelihoods are what make one title the likelier source)."""
         n = len(rows)
         length = self.typed_length[rows]
         share = np.zeros(n, dtype=np.float32)
         likelihood = np.full(n, np.nan, dtype=np.float32)
+        generative = np.full(n, np.nan, dtype=np.float32)
         distinct = list(dict.fromkeys(query))
         known = [self.vocab[w] for w in distinct if w in self.vocab]
         if not known or not n:
-            return [length, share, likelihood]
+            return [length, share, likelihood, generative, generative.copy()]
         wanted = np.zeros(self.typed.shape[1], dtype=np.float32)
         wanted[known] = 1.0
         held = np.asarray(self.typed[rows] @ wanted, dtype=np.float32).ravel()
@@ -95,7 +102,10 @@ class TitleIndex:
         full = held >= k
         total = length[full].astype(np.float64)
         likelihood[full] = -(gammaln(total + 1) - gammaln(k + 1) - gammaln(total - k + 1))
-        return [length, share, likelihood]
+        for j in np.flatnonzero(full).tolist():
+            generative[j] = generative_likelihood(self.typed_tokens[int(rows[j])], query)
+        gap = generative - np.nanmax(generative) if np.isfinite(generative).any() else generative.copy()
+        return [length, share, likelihood, generative, gap]
 
     def match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
         """Per row, in :data:`MATCH_FEATURES` order: the query as a contiguous phrase of the title,
@@ -132,3 +142,29 @@ class TitleIndex:
             in_order[j] = all(a < b for a, b in pairwise(positions))
             span[j] = (max(positions) - min(positions) + 1) / len(positions)
         return [phrase, prefix, share, length, in_order, weighted, span]
+
+
+def generative_likelihood(
+    typed: Sequence[str], query: Sequence[str], sizes: Sequence[int] = KNOWN_ITEM_SIZES
+) -> float:
+    """``log P(query | title)`` for a shopper who types ``k`` of the title's typed words — ``k``
+    drawn from ``sizes`` (at most the title's length) — half the time a contiguous run of them,
+    half the time any ``k`` of them in title order; NaN when the title cannot give the query.
+
+    Among titles that all hold the query's words, this tells a short title that holds them as a
+    run from a long one that holds them scattered: the words a known-item shopper types are
+    likelier to have come from the former."""
+    n, k = len(typed), len(query)
+    size = float(np.mean(np.minimum(n, np.asarray(sizes)) == k)) if n else 0.0
+    if size == 0.0 or k == 0:
+        return float("nan")
+    wanted = list(query)
+    runs = sum(list(typed[s : s + k]) == wanted for s in range(n - k + 1))
+    # Ordered selections of k positions spelling the query: the classic subsequence count.
+    ways = [1] + [0] * k
+    for word in typed:
+        for j in range(k, 0, -1):
+            if wanted[j - 1] == word:
+                ways[j] += ways[j - 1]
+    p = size * (0.5 * runs / (n - k + 1) + 0.5 * ways[k] / comb(n, k))
+    return float(np.log(p)) if p > 0 else float("nan")
