@@ -169,3 +169,30 @@ def test_metrics_expose_latency_errors_version_and_cache(client: TestClient) -> 
     assert f'shopfusion_model_info{{version="{version}"}} 1.0' in text
     assert "shopfusion_cache_hit_rate 0.5" in text
     assert "shopfusion_event_lag_seconds" in text
+
+
+@pytest.mark.parametrize("opentelemetry", [False, True])
+def test_fastapi_native_opentelemetry_is_off_unless_asked_for(
+    client_factory: ClientFactory, monkeypatch: pytest.MonkeyPatch, opentelemetry: bool
+) -> None:
+    """Off, a request never asks OpenTelemetry for its provider (a per-request cost on the event
+    loop); on, FastAPI does."""
+    import inspect
+
+    from fastapi import FastAPI
+
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        pytest.skip("this FastAPI has no native OpenTelemetry")
+    trace = pytest.importorskip("opentelemetry.trace")
+    client = client_factory(opentelemetry=opentelemetry)
+    asked = 0
+    real = trace.get_tracer_provider
+
+    def counting() -> object:
+        nonlocal asked
+        asked += 1
+        return real()
+
+    monkeypatch.setattr(trace, "get_tracer_provider", counting)
+    assert client.get("/healthz").status_code == 200
+    assert (asked > 0) is opentelemetry

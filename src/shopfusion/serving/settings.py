@@ -108,6 +108,9 @@ class ServiceSettings(BaseSettings):
     max_batch: int = Field(default=16, gt=0, le=512)
     # One log line per request (route, status, milliseconds; never ids). Off for load tests.
     access_log: bool = True
+    # FastAPI's native OpenTelemetry traces, metrics and logs, sent to the globally configured
+    # OpenTelemetry providers (FastAPI >= 0.16x). Off by default: /metrics is the service's own.
+    opentelemetry: bool = False
     cache_size: int = Field(default=10_000, ge=0)
     # Precompute the home feeds of this many most active known shoppers after start-up, in the
     # background (0: off). Their events still drop and recompute their feed.
