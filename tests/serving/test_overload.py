@@ -263,9 +263,16 @@ def test_the_gate_refuses_misses_while_its_shedder_does(gate: ModelGate) -> None
         assert gate.pending == 1
 
 
+def spin(seconds: float) -> None:
+    """Work on the CPU for ``seconds`` of this thread's time."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
 def test_a_search_is_refused_when_the_searches_ahead_would_exceed_its_wait_budget() -> None:
     gate = ModelGate(1, 10, Metrics(), wait_budget_s=0.025)
-    asyncio.run(gate.in_thread(time.sleep, 0.01))  # the first job sets the mean job time
+    asyncio.run(gate.in_thread(spin, 0.01))  # the first job sets the mean job time
     assert 0.009 <= gate.job_s < 0.02
     gate.job_s = 0.010
     with gate.admit(), gate.admit(), gate.admit():  # the third waits for 20 ms of work: admitted
@@ -291,12 +298,25 @@ def test_the_mean_job_time_follows_the_recent_jobs() -> None:
 
     async def jobs(seconds: float, n: int) -> None:
         for _ in range(n):
-            await gate.in_thread(time.sleep, seconds)
+            await gate.in_thread(spin, seconds)
 
     asyncio.run(jobs(0.001, 5))
     fast = gate.job_s
     asyncio.run(jobs(0.02, 30))
     assert fast < 0.01 and gate.job_s > 0.015
+
+
+def test_the_job_time_is_the_jobs_cpu_not_its_waits() -> None:
+    """A job slowed by others holding the GIL (here: asleep) does not count the wait: that is what
+    kept a retry storm from raising the mean job time until nearly every search was refused."""
+    gate = ModelGate(1, 10, Metrics(), wait_budget_s=0.025)
+
+    async def jobs() -> None:
+        for _ in range(5):
+            await gate.in_thread(time.sleep, 0.02)
+
+    asyncio.run(jobs())
+    assert gate.job_s < 0.005
 
 
 def test_searches_have_their_own_threads_and_queue(client_factory: ClientFactory) -> None:

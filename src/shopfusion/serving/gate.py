@@ -53,7 +53,7 @@ class ModelGate:
         self.workers, self.max_pending, self.metrics = workers, max_pending, metrics
         self.shedder = shedder if shedder is not None else DelayShedder(0.0)
         self.wait_budget_s = wait_budget_s
-        self.job_s = 0.0  # moving average of a job's time in its thread (0: none ran yet)
+        self.job_s = 0.0  # moving average of a job's CPU time in its thread (0: none ran yet)
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -96,12 +96,16 @@ class ModelGate:
         since = time.monotonic() if queued_at is None else queued_at
 
         def timed() -> T:
-            started = time.monotonic()
-            self.shedder.observe(started - since)
+            self.shedder.observe(time.monotonic() - since)
+            # The job's own CPU time, not its wall time: wall time also counts the GIL held by
+            # the event loop, and under a retry storm (clients re-sending each 503 at once) the
+            # loop answering refusals slowed every search, which raised the mean, which refused
+            # more: goodput fell to 3 searches/s (RESULTS.md, session 6).
+            started = time.thread_time()
             try:
                 return fn(*args)
             finally:
-                took = time.monotonic() - started
+                took = time.thread_time() - started
                 self.job_s = took if self.job_s == 0 else self.job_s + JOB_TIME_WEIGHT * (took - self.job_s)
 
         return await anyio.to_thread.run_sync(timed, limiter=self._limiter)
