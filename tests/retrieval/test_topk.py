@@ -62,3 +62,9 @@ def test_a_row_scores_the_same_alone_and_in_a_batch(backend: str) -> None:
 def test_empty_requests_and_zero_k() -> None:
     assert top_k_indices(np.zeros((0, 5), np.float32), 3).shape == (0, 3)
     assert top_k_indices(np.zeros((2, 5), np.float32), 0).shape == (2, 0)
+
+
+def test_a_read_only_array_is_accepted(backend: str) -> None:
+    scores = np.tile(np.arange(6, dtype=np.float32), (3, 1))
+    scores.setflags(write=False)  # as a memory-mapped artifact's arrays are
+    np.testing.assert_array_equal(top_k_indices(scores, 2), [[5, 4]] * 3)

@@ -31,8 +31,11 @@ def _some_top_k(scores: FloatArray, k: int) -> IntArray:
 
         # One thread for a served batch, as for its BLAS work (blas.py): a second one spins.
         threads = 1 if len(scores) < SMALL_BATCH else torch.get_num_threads()
+        # torch wraps the array without copying and warns on a read-only one (a memory-mapped
+        # artifact's arrays): copy those.
+        tensor = torch.from_numpy(scores if scores.flags.writeable else scores.copy())
         with torch_threads(threads):
-            found = torch.topk(torch.from_numpy(scores), k, dim=1, sorted=False)
+            found = torch.topk(tensor, k, dim=1, sorted=False)
         columns: IntArray = found.indices.numpy()
         return columns
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
