@@ -42,6 +42,13 @@ def one_blas_thread() -> AbstractContextManager[Any]:
     return limited
 
 
+def threads_for(n_requests: int, most: int) -> int:
+    """Threads for a library with its own pool (torch): one for a batch under :data:`SMALL_BATCH`,
+    as for its BLAS work — a second thread saves little there and spins on the core the server's
+    event loop needs — else ``most``."""
+    return 1 if n_requests < SMALL_BATCH else most
+
+
 def single_blas_thread_if_small(n_requests: int) -> AbstractContextManager[Any]:
     """Limit BLAS to one thread for a batch of fewer than :data:`SMALL_BATCH` requests."""
     if n_requests >= SMALL_BATCH:

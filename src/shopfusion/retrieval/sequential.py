@@ -48,7 +48,7 @@ import numpy.typing as npt
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ConfigError, DataError, ModelFitError
 from shopfusion.retrieval.base import Retriever, TrainData, mask_history
-from shopfusion.retrieval.blas import SMALL_BATCH
+from shopfusion.retrieval.blas import threads_for
 
 if TYPE_CHECKING:
     import torch
@@ -281,10 +281,8 @@ class SASRecRetriever(Retriever):
     def _score(self, requests: Histories) -> FloatArray:
         from shopfusion.retrieval._torch_utils import torch_threads
 
-        # A served batch is small: a second thread saves little wall time and spins on the core
-        # the server's event loop needs (twice the CPU per call at batch 1; RESULTS.md, session 6).
-        threads = 1 if len(requests) < SMALL_BATCH else self._threads()
-        with torch_threads(threads):
+        # Twice the CPU per served call at batch 1 with two threads (RESULTS.md, session 6).
+        with torch_threads(threads_for(len(requests), self._threads())):
             return _score_with(self.net_, requests, self.max_len)
 
     # --- persistence -------------------------------------------------------------------------

@@ -19,7 +19,7 @@ import sys
 import numpy as np
 
 from shopfusion.data.interactions import FloatArray, IntArray
-from shopfusion.retrieval.blas import SMALL_BATCH
+from shopfusion.retrieval.blas import threads_for
 
 
 def _some_top_k(scores: FloatArray, k: int) -> IntArray:
@@ -29,12 +29,10 @@ def _some_top_k(scores: FloatArray, k: int) -> IntArray:
     if torch is not None:
         from shopfusion.retrieval._torch_utils import torch_threads
 
-        # One thread for a served batch, as for its BLAS work (blas.py): a second one spins.
-        threads = 1 if len(scores) < SMALL_BATCH else torch.get_num_threads()
         # torch wraps the array without copying and warns on a read-only one (a memory-mapped
         # artifact's arrays): copy those.
         tensor = torch.from_numpy(scores if scores.flags.writeable else scores.copy())
-        with torch_threads(threads):
+        with torch_threads(threads_for(len(scores), torch.get_num_threads())):
             found = torch.topk(tensor, k, dim=1, sorted=False)
         columns: IntArray = found.indices.numpy()
         return columns
