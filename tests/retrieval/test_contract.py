@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from content_support import clustered_catalog
+from tests_support import proposed
 
 from shopfusion.data.interactions import Histories
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.retrieval import RETRIEVERS, Retriever, TrainData
+from shopfusion.retrieval.scores import DenseScores
 
 # Two clusters need two factors; more would fit noise on ten items.
 SMALL_PARAMS: dict[str, dict[str, object]] = {
@@ -63,6 +65,29 @@ def test_batch_equals_single(fitted: Retriever, clustered_histories: Histories) 
         single = fitted.retrieve(clustered_histories.rows([i]), k=5)
         np.testing.assert_array_equal(single.ids[0], batch.ids[i])
         np.testing.assert_allclose(single.scores[0], batch.scores[i], rtol=1e-5, atol=1e-6)
+
+
+def test_compact_scores_answer_as_the_full_matrix_does(
+    fitted: Retriever, clustered_histories: Histories
+) -> None:
+    """What candidate generation reads (``score_compact``) is ``score``, entry for entry."""
+    requests = Histories.from_lists(
+        [
+            [],
+            [0],
+            [0, 1, 2],
+            [5, 5, 7, 5],
+            list(range(12))[::-1],
+            *(list(clustered_histories.row(i)) for i in range(len(clustered_histories))),
+        ],
+        n_items=12,
+    )
+    compact, dense = fitted.score_compact(requests), fitted.score(requests)
+    np.testing.assert_array_equal(compact.dense(), dense)
+    for k in (1, 4, 12, 20):
+        assert proposed(compact.proposals(requests, k)) == proposed(DenseScores(dense).proposals(requests, k))
+    rows, items = np.divmod(np.arange(len(requests) * 12), 12)
+    np.testing.assert_array_equal(compact.at(rows, items), dense[rows, items])
 
 
 def test_history_is_excluded_and_more_than_catalog_is_padded(fitted: Retriever) -> None:

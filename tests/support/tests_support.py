@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from shopfusion.retrieval.scores import Proposals
+
 
 def write_s3rec_folder(folder: Path, n_users: int = 80, seed: int = 0) -> Path:
     """Users buy within one of four item groups, in order: sequential signal a model can find."""
@@ -46,3 +48,8 @@ def write_yoochoose_folder(folder: Path, n_sessions: int = 300, seed: int = 0, b
     if buys:
         (folder / "buys.tsv").write_text("\n".join(bought) + "\n")
     return folder
+
+
+def proposed(proposals: Proposals) -> set[tuple[int, int, float]]:
+    """A source's proposals as a set of (request row, item, rank): the forms list them in any order."""
+    return set(zip(proposals.rows.tolist(), proposals.items.tolist(), proposals.ranks.tolist(), strict=True))

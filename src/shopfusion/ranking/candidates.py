@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
-from shopfusion.retrieval.base import Retriever, mask_history
-from shopfusion.retrieval.topk import top_k_indices
+from shopfusion.retrieval.base import Retriever
+from shopfusion.retrieval.scores import DenseScores, SourceScores
 
 
 @dataclass(frozen=True)
@@ -48,16 +48,21 @@ def generate_candidates(
     return merge_candidates(score_sources(sources, requests), requests, n_per_source)
 
 
-def score_sources(sources: Mapping[str, Retriever], requests: Histories) -> dict[str, FloatArray]:
-    """Every source's full score matrix for the requests (kept apart so ablations can reuse them)."""
-    return {name: source.score(requests) for name, source in sources.items()}
+def score_sources(sources: Mapping[str, Retriever], requests: Histories) -> dict[str, SourceScores]:
+    """Every source's scores for the requests, each in its compact exact form (kept apart so
+    ablations can reuse them)."""
+    return {name: source.score_compact(requests) for name, source in sources.items()}
 
 
 def merge_candidates(
-    scores: Mapping[str, FloatArray], requests: Histories, n_per_source: int | Mapping[str, int]
+    scores: Mapping[str, SourceScores | FloatArray],
+    requests: Histories,
+    n_per_source: int | Mapping[str, int],
 ) -> CandidateBatch:
-    """Union of each source's top-``n`` of precomputed ``scores`` (history excluded)."""
-    names = tuple(scores)
+    """Union of each source's top-``n`` of ``scores`` (history excluded); a plain array is read as
+    the full score matrix."""
+    compact = {name: DenseScores(s) if isinstance(s, np.ndarray) else s for name, s in scores.items()}
+    names = tuple(compact)
     per_source = {
         name: (n_per_source if isinstance(n_per_source, int) else n_per_source[name]) for name in names
     }
@@ -70,13 +75,9 @@ def merge_candidates(
     keys: list[IntArray] = []
     key_ranks: list[FloatArray] = []
     for name in names:
-        masked = np.array(scores[name], dtype=np.float32, copy=True)
-        mask_history(masked, requests)
-        top = top_k_indices(masked, per_source[name])
-        finite = np.isfinite(np.take_along_axis(masked, top, axis=1))
-        rank = np.broadcast_to(np.arange(1, top.shape[1] + 1, dtype=np.float32), top.shape)
-        keys.append((np.arange(n)[:, None] * n_items + top)[finite].astype(np.int64))
-        key_ranks.append(rank[finite])
+        proposed = compact[name].proposals(requests, per_source[name])
+        keys.append(proposed.rows * n_items + proposed.items)
+        key_ranks.append(proposed.ranks)
     candidate_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
     cand_rows, cand_items = np.divmod(candidate_keys, n_items)
     source_ranks = np.full((len(candidate_keys), len(names)), max_n + 1, dtype=np.float32)
@@ -86,7 +87,7 @@ def merge_candidates(
     np.cumsum(np.bincount(cand_rows, minlength=n), out=group_ptr[1:])
     source_scores = np.empty((len(cand_rows), len(names)), dtype=np.float32)
     for s, name in enumerate(names):
-        source_scores[:, s] = scores[name][cand_rows, cand_items]
+        source_scores[:, s] = compact[name].at(cand_rows, cand_items)
     return CandidateBatch(
         sources=names,
         row=cand_rows.astype(np.int64),

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from shopfusion import __version__
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
+from shopfusion.retrieval.scores import DenseScores, SourceScores
 from shopfusion.retrieval.topk import top_k_indices
 
 ARTIFACT_FORMAT = 1
@@ -103,6 +104,20 @@ class Retriever(ABC):
         """Scores of every item for each request, shape ``(len(requests), n_items)``; higher is better."""
 
     def score(self, requests: Histories) -> FloatArray:
+        self._check_request(requests)
+        return self._score(requests)
+
+    def score_compact(self, requests: Histories) -> SourceScores:
+        """The same scores as :meth:`score` in the most compact exact form the source has (sparse,
+        or one row shared by every request): what candidate generation reads, see
+        :mod:`shopfusion.retrieval.scores`."""
+        self._check_request(requests)
+        return self._score_compact(requests)
+
+    def _score_compact(self, requests: Histories) -> SourceScores:
+        return DenseScores(self._score(requests))
+
+    def _check_request(self, requests: Histories) -> None:
         self._check_fitted()
         if requests.n_items != self.n_items_:
             raise ConfigError(
@@ -110,7 +125,6 @@ class Retriever(ABC):
                 f"speaks of {requests.n_items}; "
                 "retrain after the catalog changed"
             )
-        return self._score(requests)
 
     def retrieve(self, requests: Histories, k: int, exclude_history: bool = True) -> Candidates:
         """The ``k`` best items per request, best first, without the request's own history by default."""

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 import numpy.typing as npt
 
-from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.retrieval.base import Retriever, TrainData
+from shopfusion.retrieval.scores import SharedScores, SourceScores
 
 
 class PopularityRetriever(Retriever):
@@ -39,12 +40,20 @@ class PopularityRetriever(Retriever):
         counts = np.asarray(matrix.sum(axis=0)).ravel()
         # log1p keeps the order and puts the scores on a scale comparable to the other sources.
         self.item_scores_ = np.log1p(counts).astype(np.float32)
+        self._order: IntArray | None = None
 
     def _score(self, requests: Histories) -> FloatArray:
-        return np.broadcast_to(self.item_scores_, (len(requests), len(self.item_scores_))).copy()
+        return self._score_compact(requests).dense()
+
+    def _score_compact(self, requests: Histories) -> SourceScores:
+        order = getattr(self, "_order", None)
+        if order is None:
+            order = self._order = SharedScores.order_of(self.item_scores_)  # once per fit or load
+        return SharedScores(self.item_scores_, order, len(requests))
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return {"item_scores": self.item_scores_}
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
         self.item_scores_ = arrays["item_scores"]
+        self._order = None
