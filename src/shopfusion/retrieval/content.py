@@ -121,7 +121,14 @@ class EmbeddingRetriever(Retriever):
             return np.asarray(query @ self.item_embeddings_.T, dtype=np.float32)
         weights = requests.to_csr(recency_half_life=self.recency_half_life)
         totals = np.asarray(weights.sum(axis=1)).ravel()
-        weights = sp.diags(1.0 / np.maximum(totals, 1e-12)) @ weights
+        # Each row divided by its total, in place of a diagonal matrix product (a third of a
+        # lone request's content scoring went to building that product; RESULTS.md, session 7).
+        rows = np.repeat(np.arange(len(requests)), np.diff(weights.indptr))
+        # That product gave float32 weights listing each row's items last to first, and the sum
+        # below adds them in that order: both kept, so scores do not move in their last bits.
+        reverse = weights.indptr[rows] + weights.indptr[rows + 1] - 1 - np.arange(len(rows))
+        scaled = (weights.data[reverse] * (1.0 / np.maximum(totals, 1e-12))[rows]).astype(np.float32)
+        weights = sp.csr_matrix((scaled, weights.indices[reverse], weights.indptr), shape=weights.shape)
         history = (weights @ self.similarity_).toarray()
         last_rows = self.similarity_[np.maximum(last, 0)].toarray()
         scores = np.asarray(history, dtype=np.float32)

@@ -349,7 +349,8 @@ def _score_with(net: SASRecNet, requests: Histories, max_len: int) -> FloatArray
     out = np.empty((len(requests), net.item_vectors().shape[0]), dtype=np.float32)
     # Sorting by length pads each batch only to its own longest history (most are short).
     order = np.argsort(np.minimum(requests.lengths(), max_len), kind="stable")
-    net.eval()
+    if net.training:  # Module.eval() walks every submodule: a tenth of a lone request's forward
+        net.eval()
     with torch.inference_mode():
         items = net.item_vectors()
         for start in range(0, len(requests), _SCORE_BATCH):
