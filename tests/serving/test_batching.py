@@ -17,8 +17,9 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 from serving_support import ClientFactory, ServerThread, make_settings
 
-from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.data.interactions import Histories
 from shopfusion.errors import UnknownIdError
+from shopfusion.ranking.pipeline import RankedCandidates
 from shopfusion.search.api import SearchFilters
 from shopfusion.serving.app import create_app
 from shopfusion.serving.batcher import MicroBatcher
@@ -296,16 +297,16 @@ def test_a_model_error_on_one_history_fails_only_that_request(
 ) -> None:
     model = service.model
     poison = model.artifact.item_map.to_index("tv-005")
-    score = model.artifact.model.score
+    rank = model.artifact.model.rank
     calls: list[int] = []
 
-    def fragile(requests: Histories) -> FloatArray:
+    def fragile(requests: Histories) -> RankedCandidates:
         calls.append(len(requests))
         if any(poison in requests.row(i).tolist() for i in range(len(requests))):
             raise FloatingPointError("the model cannot score this history")
-        return score(requests)
+        return rank(requests)
 
-    monkeypatch.setattr(model.artifact.model, "score", fragile)
+    monkeypatch.setattr(model.artifact.model, "rank", fragile)
     expected = service.rank_batch([FeedRequest(model, "similar", "tv-002", 10)])[0]
     results = service.rank_batch(
         [
@@ -319,6 +320,31 @@ def test_a_model_error_on_one_history_fails_only_that_request(
     assert results[0].items.tolist() == expected.items.tolist()
     assert isinstance(results[2], Ranked)
     assert calls[1:] == [3, 1, 1, 1]  # the batch failed, then each request was scored alone
+
+
+def test_shortlists_from_the_candidates_are_those_of_the_whole_catalog(service: Service) -> None:
+    """A shortlist read off the fused candidates equals the catalog-wide one (every item scored),
+    where the candidates suffice and where a filter leaves too few (then the catalog is ranked)."""
+    model = service.model
+    requests = [
+        FeedRequest(model, "recommend", "u0001", 1),  # few wanted: the candidates suffice
+        FeedRequest(model, "recommend", "u0002", 2),
+        FeedRequest(model, "recommend", None, 1),
+        FeedRequest(model, "recommend", "u0003", 10),  # more wanted than candidates
+        FeedRequest(model, "recommend", "u0004", 1, ListFilters(category="Electronics")),
+        FeedRequest(model, "similar", "tv-002", 1, ListFilters(brands=("nobrand",))),
+    ]
+    histories = [service._history_of(request) for request in requests]
+    batch = Histories.from_lists(histories, model.n_items)
+    candidates = model.artifact.model.rank(batch)
+    got = Service._shortlists(model, candidates, histories, requests)
+    expected = Service._catalog_shortlists(model, model.artifact.model.score(batch), histories, requests)
+    for (items, scores), (want_items, want_scores) in zip(got, expected, strict=True):
+        np.testing.assert_array_equal(items, want_items)
+        np.testing.assert_array_equal(scores, want_scores)
+    wanted = [5 * r.k + len(model.rules.bury) + 50 for r in requests]
+    proposed = np.diff(candidates.batch.group_ptr)
+    assert (proposed[:3] >= wanted[:3]).all() and proposed[3] < wanted[3]  # both paths were taken
 
 
 # --- through HTTP ----------------------------------------------------------------------------

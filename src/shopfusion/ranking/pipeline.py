@@ -38,6 +38,20 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class RankedCandidates:
+    """Each request's candidates (grouped by request, see :class:`CandidateBatch`) and their fused
+    scores. Every item that is not a candidate scores below all of its request's candidates."""
+
+    batch: CandidateBatch
+    fused: FloatArray
+
+    def of_request(self, row: int) -> tuple[IntArray, FloatArray]:
+        """Request ``row``'s candidate items and fused scores (item order)."""
+        start, end = self.batch.group_ptr[row], self.batch.group_ptr[row + 1]
+        return self.batch.item[start:end], self.fused[start:end]
+
+
+@dataclass(frozen=True)
 class HeldOut:
     """Each long-enough history gives up its last item: ``held_in`` trains the sources, and
     ``requests`` (those histories without it) must find ``targets`` (the items given up)."""
@@ -274,13 +288,22 @@ class FusionRetriever(Retriever):
             out[rows] = self._score_batch(requests.rows(rows))
         return out
 
-    def _score_batch(self, requests: Histories) -> FloatArray:
+    def rank(self, requests: Histories) -> RankedCandidates:
+        """The fused score of each request's candidates: what :meth:`score` spreads over the
+        catalog, without building the ``(requests, n_items)`` matrix (a served list needs only
+        its best candidates)."""
         batch, fusion_input = self.candidates(requests)
         fused = self.fusion_.predict(fusion_input) if len(batch) else np.zeros(0, np.float32)
-        # Items no source proposed rank below every candidate, ordered by popularity.
-        floor = np.full(len(requests), 0.0, dtype=np.float32)
+        return RankedCandidates(batch, np.asarray(fused, dtype=np.float32))
+
+    def spread(self, ranked: RankedCandidates) -> FloatArray:
+        """Every item's score: the candidates' fused scores; below every candidate, the items no
+        source proposed, ordered by popularity."""
+        batch, fused = ranked.batch, ranked.fused
+        n_requests = batch.n_requests
+        floor = np.full(n_requests, 0.0, dtype=np.float32)
         if len(batch):
-            lowest = np.full(len(requests), np.inf, dtype=np.float32)
+            lowest = np.full(n_requests, np.inf, dtype=np.float32)
             np.minimum.at(lowest, batch.row, fused)
             floor = np.where(np.isfinite(lowest), lowest, 0.0).astype(np.float32)
         popularity = self.stats_.log_popularity
@@ -288,6 +311,9 @@ class FusionRetriever(Retriever):
         out = (floor[:, None] - 1.0 + scale * popularity[None, :]).astype(np.float32)
         out[batch.row, batch.item] = fused
         return out
+
+    def _score_batch(self, requests: Histories) -> FloatArray:
+        return self.spread(self.rank(requests))
 
     # --- persistence -----------------------------------------------------------------------
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:

@@ -23,6 +23,7 @@ from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.data.schema import Event, EventType
 from shopfusion.data.store import SQLiteStore
 from shopfusion.errors import ShopfusionError, UnknownIdError
+from shopfusion.ranking.pipeline import RankedCandidates
 from shopfusion.retrieval.topk import top_k_indices
 from shopfusion.search.api import SearchFilters
 from shopfusion.serving.cache import LRUCache
@@ -266,8 +267,8 @@ class Service:
             histories = [history for _, history in members]
             shortlists: list[Shortlist] | None
             try:
-                scores = model.artifact.model.score(Histories.from_lists(histories, model.n_items))
-                shortlists = self._shortlists(model, scores, histories, [requests[s] for s, _ in members])
+                candidates = model.artifact.model.rank(Histories.from_lists(histories, model.n_items))
+                shortlists = self._shortlists(model, candidates, histories, [requests[s] for s, _ in members])
             except Exception:  # find the culprit: each scores alone and fails by itself
                 shortlists = None
             for row, (slot, history) in enumerate(members):
@@ -297,8 +298,8 @@ class Service:
         """The final list, cached unless the shopper's history changed since it was read."""
         model, k, filters = request.model, request.k, request.filters
         if shortlist is None:
-            scores = model.artifact.model.score(Histories.from_lists([history], model.n_items))
-            shortlist = self._shortlists(model, scores, [history], [request])[0]
+            candidates = model.artifact.model.rank(Histories.from_lists([history], model.n_items))
+            shortlist = self._shortlists(model, candidates, [history], [request])[0]
         items, kept = model.rules.apply(*shortlist, k)
         ranked = Ranked(model, items, kept)
         if request.kind == "similar":
@@ -316,14 +317,51 @@ class Service:
     @staticmethod
     def _shortlists(
         model: LoadedModel,
-        scores: FloatArray,
+        ranked: RankedCandidates,
         histories: Sequence[Sequence[int]],
         requests: Sequence[FeedRequest],
     ) -> list[Shortlist]:
         """Each request's best items and their scores, best first, for the business rules: its
         history and the items its filters exclude removed, and enough spares (5k + the bury list
-        + 50) that stock, de-duplication and brand caps still leave k. One top-k pass serves the
-        whole batch (one per request cost a tenth of a served batch's time; RESULTS.md, session 6)."""
+        + 50) that stock, de-duplication and brand caps still leave k.
+
+        Every candidate outranks every other item, so when a request's candidates that pass its
+        filters are enough, they are its shortlist: sorting a few hundred candidates replaced
+        building and searching a catalog-wide score row (RESULTS.md, session 7). Only a request
+        whose filters leave too few ranks the whole catalog, in one top-k pass for all such."""
+        spare = len(model.rules.bury) + 50
+        wanted = [min(model.n_items, 5 * request.k + spare) for request in requests]
+        shortlists: list[Shortlist | None] = []
+        for row, (request, n) in enumerate(zip(requests, wanted, strict=True)):
+            items, scores = ranked.of_request(row)
+            keep = np.isfinite(scores)
+            filters = request.filters
+            if filters is not None and (filters.category or filters.brands):
+                keep &= filters.mask(model.view, items)
+            items, scores = items[keep], scores[keep]
+            if len(items) < n:
+                shortlists.append(None)
+                continue
+            order = np.lexsort((items, -scores))[:n]  # score descending, then item index
+            shortlists.append((items[order], scores[order]))
+        short = [row for row, shortlist in enumerate(shortlists) if shortlist is None]
+        if short:
+            whole = model.artifact.model.spread(ranked)[short]
+            rows = Service._catalog_shortlists(
+                model, whole, [histories[r] for r in short], [requests[r] for r in short]
+            )
+            for row, shortlist in zip(short, rows, strict=True):
+                shortlists[row] = shortlist
+        return [shortlist for shortlist in shortlists if shortlist is not None]
+
+    @staticmethod
+    def _catalog_shortlists(
+        model: LoadedModel,
+        scores: FloatArray,
+        histories: Sequence[Sequence[int]],
+        requests: Sequence[FeedRequest],
+    ) -> list[Shortlist]:
+        """:meth:`_shortlists` from every item's score: one top-k pass serves the whole batch."""
         masked = np.array(scores, dtype=np.float32, copy=True)
         everything = np.arange(model.n_items)
         for row, (history, request) in enumerate(zip(histories, requests, strict=True)):
