@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import sqlite3
@@ -14,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -282,3 +284,28 @@ def test_catalog_plus_unknown_items(tmp_path: Path, open_store: Callable[[Path],
     assert list(ds.catalog["title"]) == ["Red lipstick", ""]
     assert ds.catalog["stock"].dtype == "Int64" and ds.catalog["price"].isna().tolist() == [False, True]
     assert_same_dataset(read_snapshot(db.snapshot(tmp_path / "snap")), ds)
+
+
+def _open_store(path: Path, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        SQLiteStore(path).close()
+        results.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts
+        results.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_at_once_all_start(tmp_path: Path) -> None:
+    """``serve --workers 2`` opens one new store from two processes at once: a lock SQLite does
+    not wait on failed one of them in 1 start of 8 before the open retried it."""
+    context = multiprocessing.get_context("fork")
+    for trial in range(30):
+        path = tmp_path / f"store-{trial}.db"
+        barrier, results = context.Barrier(3), context.Queue()
+        processes = [context.Process(target=_open_store, args=(path, barrier, results)) for _ in range(3)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        assert outcomes == ["ok"] * 3, f"trial {trial}: {outcomes}"

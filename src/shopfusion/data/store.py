@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -92,9 +93,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._init_schema()
+            self._open()
         except BaseException as exc:
             self._conn.close()
             if not isinstance(exc, sqlite3.DatabaseError):
@@ -103,6 +102,23 @@ class SQLiteStore:
                 f"{self.path} is not a usable shopfusion store ({exc}); point --store at a new file "
                 "or restore the database from a backup"
             ) from None
+
+    def _open(self) -> None:
+        """WAL mode and the schema. Processes opening a new store at once (``serve --workers 2``)
+        can find it locked without SQLite's busy wait applying (switching the journal mode): one
+        of them then failed to start, 1 start in 8 (test). Such a lock is retried, up to the
+        connection's 30 s timeout."""
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._init_schema()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def _init_schema(self) -> None:
         with self._transaction() as conn:
