@@ -151,3 +151,26 @@ def test_invalid_settings_and_unusable_data_are_explained() -> None:
 def test_importing_the_module_does_not_import_torch() -> None:
     code = "import sys, shopfusion.retrieval.sequential; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("n_blocks", "n_heads"), [(1, 1), (2, 2), (3, 1)])
+def test_numpy_scoring_is_the_torch_forward(n_blocks: int, n_heads: int) -> None:
+    """Every score comes from the numpy forward (last block: last position only); it must be the
+    trained torch network's, padding, empty and over-long histories included."""
+    import torch
+
+    from shopfusion.retrieval._torch_utils import SASRecNet, state_arrays
+    from shopfusion.retrieval.sasrec_inference import SASRecWeights
+
+    torch.manual_seed(n_blocks)
+    net = SASRecNet(30, 16, n_blocks, n_heads, max_len=8, dropout=0.3).eval()
+    with torch.no_grad():  # away from the initial values (unit norms, zero biases)
+        for parameter in net.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.2)
+    histories = Histories.from_lists([[], [3], list(range(1, 12)), [5, 5, 6], [29, 0]], 30)
+    tokens = pad_left(histories, 8)
+    with torch.inference_mode():
+        expected = (net(torch.from_numpy(tokens))[:, -1] @ net.item_vectors().T).numpy()
+    got = SASRecWeights.of(state_arrays(net), n_heads, max_len=8).scores(tokens)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)

@@ -17,7 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from shopfusion.data.interactions import Histories, IntArray
+from shopfusion.retrieval.sasrec_inference import pad_left
+
+__all__ = ["pad_left"]  # re-exported: training pads windows with it
 
 
 @contextmanager
@@ -29,23 +31,6 @@ def torch_threads(n_threads: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def pad_left(histories: Histories, max_len: int, width: int | None = None) -> IntArray:
-    """The last ``max_len`` items of each row as tokens ``item + 1``, left-padded with ``0``.
-
-    ``width`` defaults to the longest (clipped) row, at least 1, so an empty row is all padding.
-    """
-    lengths = np.minimum(histories.lengths(), max_len)
-    width = width if width is not None else max(1, int(lengths.max(initial=0)))
-    lengths = np.minimum(lengths, width)
-    tokens = np.zeros((len(histories), width), dtype=np.int64)
-    rows = np.repeat(np.arange(len(histories)), lengths)
-    # Column of each kept item counted from the right edge: 1 for the last item of a row.
-    offset_from_end = np.repeat(np.cumsum(lengths), lengths) - np.arange(int(lengths.sum()))
-    source = np.repeat(histories.indptr[1:], lengths) - offset_from_end
-    tokens[rows, width - offset_from_end] = histories.items[source] + 1
-    return tokens
 
 
 class FastDropout(nn.Module):

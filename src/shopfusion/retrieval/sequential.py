@@ -48,7 +48,8 @@ import numpy.typing as npt
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ConfigError, DataError, ModelFitError
 from shopfusion.retrieval.base import Retriever, TrainData, mask_history
-from shopfusion.retrieval.blas import threads_for
+from shopfusion.retrieval.blas import single_blas_thread_if_small
+from shopfusion.retrieval.sasrec_inference import SASRecWeights, pad_left
 
 if TYPE_CHECKING:
     import torch
@@ -156,6 +157,7 @@ class SASRecRetriever(Retriever):
             )
             net.set_dropout_rng(None)
         self.net_ = net.eval()
+        self._weights: SASRecWeights | None = None
 
     def _train(
         self,
@@ -166,8 +168,6 @@ class SASRecRetriever(Retriever):
         rng: np.random.Generator,
     ) -> tuple[list[EpochRecord], int, str]:
         import torch
-
-        from shopfusion.retrieval._torch_utils import pad_left
 
         windows = pad_left(train, self.max_len + 1, width=self.max_len + 1)
         lengths = np.minimum(train.lengths(), self.max_len + 1)
@@ -271,7 +271,7 @@ class SASRecRetriever(Retriever):
     def _early_stopping_ndcg(self, net: SASRecNet, requests: Histories, targets: IntArray) -> float:
         if len(targets) == 0:
             return float("nan")
-        scores = _score_with(net, requests, self.max_len)
+        scores = _score_with(self._weights_of(net), requests)
         mask_history(scores, requests)
         target_scores = scores[np.arange(len(targets)), targets]
         rank = (scores > target_scores[:, None]).sum(axis=1)
@@ -279,11 +279,16 @@ class SASRecRetriever(Retriever):
 
     # --- scoring -----------------------------------------------------------------------------
     def _score(self, requests: Histories) -> FloatArray:
-        from shopfusion.retrieval._torch_utils import torch_threads
+        weights = self.__dict__.get("_weights")
+        if weights is None:  # once per fit or load
+            weights = self._weights = self._weights_of(self.net_)
+        with single_blas_thread_if_small(len(requests)):
+            return _score_with(weights, requests)
 
-        # Twice the CPU per served call at batch 1 with two threads (RESULTS.md, session 6).
-        with torch_threads(threads_for(len(requests), self._threads())):
-            return _score_with(self.net_, requests, self.max_len)
+    def _weights_of(self, net: SASRecNet) -> SASRecWeights:
+        from shopfusion.retrieval._torch_utils import state_arrays
+
+        return SASRecWeights.of(state_arrays(net), self.n_heads, self.max_len)
 
     # --- persistence -------------------------------------------------------------------------
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -303,6 +308,7 @@ class SASRecRetriever(Retriever):
         net = self._new_net(n_items)
         load_state_arrays(net, arrays, prefix="net.")
         self.net_ = net.eval()
+        self._weights = None
         if "training" in arrays:
             summary = json.loads(str(arrays["training"]))
             self.epochs_ = [EpochRecord(*record) for record in summary["epochs"]]
@@ -340,23 +346,14 @@ class SASRecRetriever(Retriever):
             )
 
 
-def _score_with(net: SASRecNet, requests: Histories, max_len: int) -> FloatArray:
+def _score_with(weights: SASRecWeights, requests: Histories) -> FloatArray:
     """Scores of every item from the last position's hidden state, in batches of similar length."""
-    import torch
-
-    from shopfusion.retrieval._torch_utils import pad_left
-
-    out = np.empty((len(requests), net.item_vectors().shape[0]), dtype=np.float32)
+    out = np.empty((len(requests), weights.arrays["item_embedding.weight"].shape[0] - 1), dtype=np.float32)
     # Sorting by length pads each batch only to its own longest history (most are short).
-    order = np.argsort(np.minimum(requests.lengths(), max_len), kind="stable")
-    if net.training:  # Module.eval() walks every submodule: a tenth of a lone request's forward
-        net.eval()
-    with torch.inference_mode():
-        items = net.item_vectors()
-        for start in range(0, len(requests), _SCORE_BATCH):
-            rows = order[start : start + _SCORE_BATCH]
-            tokens = torch.from_numpy(pad_left(requests.rows(rows), max_len))
-            out[rows] = (net(tokens)[:, -1] @ items.T).numpy()
+    order = np.argsort(np.minimum(requests.lengths(), weights.max_len), kind="stable")
+    for start in range(0, len(requests), _SCORE_BATCH):
+        rows = order[start : start + _SCORE_BATCH]
+        out[rows] = weights.scores(pad_left(requests.rows(rows), weights.max_len))
     return out
 
 
