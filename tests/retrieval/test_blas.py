@@ -59,3 +59,27 @@ def test_the_controller_is_remade_after_new_imports(monkeypatch: pytest.MonkeyPa
     assert blas._controller() is first  # reused while nothing new is imported
     monkeypatch.setitem(sys.modules, "_shopfusion_test_new_module", types.ModuleType("new"))
     assert blas._controller() is not first
+
+
+def test_a_nested_limit_in_the_same_thread_is_free_and_keeps_the_outer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A served batch holds one limit for all its sources: their own limits inside it neither
+    re-scan the libraries nor lift the outer limit when they end."""
+    from shopfusion.retrieval import blas
+
+    made: list[dict[str, Any]] = []
+    real = blas._controller
+
+    class Counting:
+        def limit(self, **kwargs: Any) -> Any:
+            made.append(kwargs)
+            return real().limit(**kwargs)
+
+    monkeypatch.setattr(blas, "_controller", lambda: Counting())
+    before = _blas_threads()
+    with blas.one_blas_thread():
+        with blas.one_blas_thread():
+            assert all(n == 1 for n in _blas_threads())
+        assert all(n == 1 for n in _blas_threads())
+    assert len(made) == 1 and _blas_threads() == before

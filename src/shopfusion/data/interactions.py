@@ -127,7 +127,20 @@ class Histories:
 
     def to_csr(self, recency_half_life: float | None = None, binary: bool = True) -> sp.csr_matrix:
         """Rows x items matrix. With ``recency_half_life`` (in positions), the most recent item
-        weighs 1 and one ``half_life`` positions earlier weighs 0.5; repeats keep their max weight."""
+        weighs 1 and one ``half_life`` positions earlier weighs 0.5; repeats keep their max weight.
+
+        Built once per setting and shared: the sources of a scoring call all ask for it (4% of a
+        lone request's call; RESULTS.md, session 7), so callers must not modify it."""
+        cache: dict[tuple[float | None, bool], sp.csr_matrix] | None = self.__dict__.get("_csr")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_csr", cache)  # a memo, not a field: frozen stays true
+        key = (recency_half_life, binary)
+        if key not in cache:
+            cache[key] = self._build_csr(recency_half_life, binary)
+        return cache[key]
+
+    def _build_csr(self, recency_half_life: float | None, binary: bool) -> sp.csr_matrix:
         n = len(self)
         lengths = self.lengths()
         row_ids = np.repeat(np.arange(n, dtype=np.int64), lengths)

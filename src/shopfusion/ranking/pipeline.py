@@ -32,6 +32,7 @@ from shopfusion.ranking.fusion_registry import fusion_class
 from shopfusion.ranking.groups import subsample_groups
 from shopfusion.ranking.selection import SelectedFusion
 from shopfusion.retrieval.base import Retriever, TrainData, read_manifest
+from shopfusion.retrieval.blas import single_blas_thread_if_small
 from shopfusion.retrieval.registry import retriever_class
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,11 @@ class FusionRetriever(Retriever):
 
     @property
     def pipeline(self) -> PipelineConfig:
-        return parse_config(self.config, "pipeline config")
+        # Validated once per config: it was ~2% of a served scoring call (RESULTS.md, session 7).
+        parsed = self.__dict__.get("_pipeline")
+        if parsed is None or parsed[0] is not self.config:
+            parsed = self._pipeline = (self.config, parse_config(self.config, "pipeline config"))
+        return parsed[1]
 
     # --- training --------------------------------------------------------------------------
     def _fit(self, data: TrainData) -> None:
@@ -292,8 +297,9 @@ class FusionRetriever(Retriever):
         """The fused score of each request's candidates: what :meth:`score` spreads over the
         catalog, without building the ``(requests, n_items)`` matrix (a served list needs only
         its best candidates)."""
-        batch, fusion_input = self.candidates(requests)
-        fused = self.fusion_.predict(fusion_input) if len(batch) else np.zeros(0, np.float32)
+        with single_blas_thread_if_small(len(requests)):  # one limit for every source's work
+            batch, fusion_input = self.candidates(requests)
+            fused = self.fusion_.predict(fusion_input) if len(batch) else np.zeros(0, np.float32)
         return RankedCandidates(batch, np.asarray(fused, dtype=np.float32))
 
     def spread(self, ranked: RankedCandidates) -> FloatArray:

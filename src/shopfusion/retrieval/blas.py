@@ -12,7 +12,9 @@ before it does not know and would leave multi-threaded.
 from __future__ import annotations
 
 import sys
-from contextlib import AbstractContextManager, nullcontext
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from threadpoolctl import ThreadpoolController
@@ -35,11 +37,26 @@ def _controller() -> ThreadpoolController:
     return made[1]
 
 
-def one_blas_thread() -> AbstractContextManager[Any]:
+_held = threading.local()  # whether this thread is inside a one_blas_thread block
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
     """Limit BLAS to one thread, whatever the batch: for loops of small solves, which never gain
-    from threads (a 128-request batch of 128x128 solves took 29 ms a solve with two busy threads)."""
-    limited: AbstractContextManager[Any] = _controller().limit(limits=1, user_api="blas")
-    return limited
+    from threads (a 128-request batch of 128x128 solves took 29 ms a solve with two busy threads).
+
+    Inside another such block of the same thread it does nothing: a served batch holds one limit
+    for all its sources, where each setting and restoring it cost a scoring call ~2% (RESULTS.md,
+    session 7)."""
+    if getattr(_held, "limit", False):
+        yield
+        return
+    with _controller().limit(limits=1, user_api="blas"):
+        _held.limit = True
+        try:
+            yield
+        finally:
+            _held.limit = False
 
 
 def threads_for(n_requests: int, most: int) -> int:
