@@ -108,8 +108,8 @@ class Retriever(ABC):
         return self._score(requests)
 
     def score_compact(self, requests: Histories) -> SourceScores:
-        """The same scores as :meth:`score` in the most compact exact form the source has (sparse,
-        or one row shared by every request): what candidate generation reads, see
+        """The same scores as :meth:`score` in the most compact exact form the source has (the full
+        matrix, or one row shared by every request): what candidate generation reads, see
         :mod:`shopfusion.retrieval.scores`."""
         self._check_request(requests)
         return self._score_compact(requests)
