@@ -12,7 +12,7 @@ import pytest
 from shopfusion.data.interactions import Histories
 from shopfusion.errors import ConfigError, DataError
 from shopfusion.retrieval import TrainData
-from shopfusion.retrieval._torch_utils import pad_left
+from shopfusion.retrieval.sasrec_inference import pad_left
 from shopfusion.retrieval.sequential import SASRecRetriever, _hold_out_last, _NegativeSampler
 
 N_ITEMS = 10

@@ -17,10 +17,6 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-from shopfusion.retrieval.sasrec_inference import pad_left
-
-__all__ = ["pad_left"]  # re-exported: training pads windows with it
-
 
 @contextmanager
 def torch_threads(n_threads: int) -> Iterator[None]:
