@@ -10,7 +10,8 @@ import numpy.typing as npt
 
 from shopfusion.artifact import Artifact
 from shopfusion.ranking.pipeline import FusionRetriever
-from shopfusion.retrieval.base import mask_history, top_k
+from shopfusion.retrieval.base import top_k
+from shopfusion.retrieval.scores import mask_history
 
 
 def measure_latency(artifact: Artifact, n_requests: int = 500, k: int = 10, seed: int = 0) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
-from shopfusion.retrieval.base import mask_history
+from shopfusion.retrieval.scores import mask_history
 
 
 def top_k_random_ties(scores: FloatArray, k: int, rng: np.random.Generator) -> IntArray:

@@ -25,7 +25,7 @@ import scipy.sparse as sp
 from shopfusion import __version__
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
-from shopfusion.retrieval.scores import DenseScores, SourceScores
+from shopfusion.retrieval.scores import DenseScores, SourceScores, mask_history
 from shopfusion.retrieval.topk import top_k_indices
 
 ARTIFACT_FORMAT = 1
@@ -207,12 +207,6 @@ def sparse_to_arrays(matrix: sp.csr_matrix) -> dict[str, npt.NDArray[Any]]:
 def sparse_from_arrays(arrays: Mapping[str, npt.NDArray[Any]]) -> sp.csr_matrix:
     shape = tuple(int(x) for x in arrays["shape"])
     return sp.csr_matrix((arrays["data"], arrays["indices"], arrays["indptr"]), shape=shape)
-
-
-def mask_history(scores: FloatArray, requests: Histories) -> None:
-    """Set the scores of items already in each request's history to ``-inf`` (in place)."""
-    rows = np.repeat(np.arange(len(requests)), requests.lengths())
-    scores[rows, requests.items] = -np.inf
 
 
 def top_k(scores: FloatArray, k: int) -> Candidates:

@@ -51,6 +51,12 @@ class SourceScores(Protocol):
         """Scores of the pairs ``(rows[i], items[i])``, float32."""
 
 
+def mask_history(scores: FloatArray, requests: Histories) -> None:
+    """Set the scores of items already in each request's history to ``-inf`` (in place)."""
+    rows = np.repeat(np.arange(len(requests)), requests.lengths())
+    scores[rows, requests.items] = -np.inf
+
+
 def _history_keys(requests: Histories, n_items: int) -> IntArray:
     """Sorted unique ``row * n_items + item`` of every request's history."""
     rows = np.repeat(np.arange(len(requests), dtype=np.int64), requests.lengths())
@@ -90,7 +96,7 @@ class DenseScores:
     def proposals(self, requests: Histories, k: int) -> Proposals:
         n = self.shape[0]
         masked = np.array(self.matrix, dtype=np.float32, copy=True)
-        masked[np.repeat(np.arange(n), requests.lengths()), requests.items] = -np.inf
+        mask_history(masked, requests)
         top = top_k_indices(masked, k)
         finite = np.isfinite(np.take_along_axis(masked, top, axis=1))
         rank = np.broadcast_to(np.arange(1, top.shape[1] + 1, dtype=np.float32), top.shape)

@@ -47,9 +47,10 @@ import numpy.typing as npt
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.errors import ConfigError, DataError, ModelFitError
-from shopfusion.retrieval.base import Retriever, TrainData, mask_history
+from shopfusion.retrieval.base import Retriever, TrainData
 from shopfusion.retrieval.blas import single_blas_thread_if_small
 from shopfusion.retrieval.sasrec_inference import SASRecWeights, pad_left
+from shopfusion.retrieval.scores import mask_history
 
 if TYPE_CHECKING:
     import torch

@@ -329,8 +329,7 @@ class Service:
         filters are enough, they are its shortlist: sorting a few hundred candidates replaced
         building and searching a catalog-wide score row (RESULTS.md, session 7). Only a request
         whose filters leave too few ranks the whole catalog, in one top-k pass for all such."""
-        spare = len(model.rules.bury) + 50
-        wanted = [min(model.n_items, 5 * request.k + spare) for request in requests]
+        wanted = Service._wanted(model, requests)
         shortlists: list[Shortlist | None] = []
         for row, (request, n) in enumerate(zip(requests, wanted, strict=True)):
             items, scores = ranked.of_request(row)
@@ -355,6 +354,12 @@ class Service:
         return [shortlist for shortlist in shortlists if shortlist is not None]
 
     @staticmethod
+    def _wanted(model: LoadedModel, requests: Sequence[FeedRequest]) -> list[int]:
+        """How many items each request's shortlist keeps: 5k + the bury list + 50."""
+        spare = len(model.rules.bury) + 50
+        return [min(model.n_items, 5 * request.k + spare) for request in requests]
+
+    @staticmethod
     def _catalog_shortlists(
         model: LoadedModel,
         scores: FloatArray,
@@ -369,8 +374,7 @@ class Service:
             filters = request.filters
             if filters is not None and (filters.category or filters.brands):
                 masked[row, ~filters.mask(model.view, everything)] = -np.inf
-        spare = len(model.rules.bury) + 50
-        wanted = [min(model.n_items, 5 * request.k + spare) for request in requests]
+        wanted = Service._wanted(model, requests)
         # Rows are ordered by (score, item), so a row's first n are its own top n.
         top = top_k_indices(masked, max(wanted))
         shortlists: list[Shortlist] = []
