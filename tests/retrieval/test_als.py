@@ -60,3 +60,16 @@ def test_a_refit_forgets_the_cached_inverse() -> None:
     np.testing.assert_allclose(
         model.user_factors(requests), _normal_equations(model, requests), rtol=1e-4, atol=1e-5
     )
+
+
+def test_scores_are_the_user_vectors_times_the_current_item_factors() -> None:
+    rng = np.random.default_rng(4)
+    train = Histories.from_lists([list(rng.integers(0, 30, rng.integers(2, 9))) for _ in range(80)], 30)
+    model = ALSRetriever(factors=6, iterations=3).fit(TrainData(train))
+    requests = train.rows(np.arange(5))
+    users = model.user_factors(requests)
+    np.testing.assert_allclose(model.score(requests), users @ model.item_factors_.T, rtol=1e-5, atol=1e-6)
+    # Factors assigned from outside (cold-start filling) are the ones the next product uses.
+    model.item_factors_ = model.item_factors_ * np.float32(2.0)
+    expected = model.user_factors(requests) @ model.item_factors_.T
+    np.testing.assert_allclose(model.score(requests), expected, rtol=1e-5, atol=1e-6)

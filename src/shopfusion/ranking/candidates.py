@@ -13,7 +13,7 @@ import numpy as np
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.retrieval.base import Retriever
-from shopfusion.retrieval.scores import DenseScores, SourceScores
+from shopfusion.retrieval.scores import DenseScores, Proposals, SourceScores, dense_proposals
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,7 @@ def merge_candidates(
     }
     n, n_items = len(requests), requests.n_items
     max_n = max(per_source.values(), default=0)
+    proposals = _proposals(compact, requests, per_source)
     # Each source's proposals as flat keys ``row * n_items + item`` with their 1-based rank; the
     # candidates are the sorted union of the keys. Working on keys rather than dense
     # (source, request, item) arrays keeps a batch's memory proportional to its candidates
@@ -75,7 +76,7 @@ def merge_candidates(
     keys: list[IntArray] = []
     key_ranks: list[FloatArray] = []
     for name in names:
-        proposed = compact[name].proposals(requests, per_source[name])
+        proposed = proposals[name]
         keys.append(proposed.rows * n_items + proposed.items)
         key_ranks.append(proposed.ranks)
     candidate_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
@@ -97,3 +98,20 @@ def merge_candidates(
         group_ptr=group_ptr,
         n_per_source=max_n,
     )
+
+
+def _proposals(
+    compact: Mapping[str, SourceScores], requests: Histories, per_source: Mapping[str, int]
+) -> dict[str, Proposals]:
+    """Each source's proposals; the dense sources asking for the same number share one top-k
+    search (see :func:`~shopfusion.retrieval.scores.dense_proposals`)."""
+    out: dict[str, Proposals] = {}
+    dense_by_k: dict[int, dict[str, DenseScores]] = {}
+    for name, form in compact.items():
+        if isinstance(form, DenseScores):
+            dense_by_k.setdefault(per_source[name], {})[name] = form
+        else:
+            out[name] = form.proposals(requests, per_source[name])
+    for k, group in dense_by_k.items():
+        out.update(zip(group, dense_proposals(list(group.values()), requests, k), strict=True))
+    return out

@@ -22,7 +22,7 @@ from shopfusion.data.interactions import FloatArray, IntArray
 from shopfusion.retrieval.blas import threads_for
 
 
-def _some_top_k(scores: FloatArray, k: int) -> IntArray:
+def _some_top_k(scores: FloatArray, k: int, n_requests: int) -> IntArray:
     """``k`` columns per row holding that row's ``k`` best scores, in no particular order; among
     entries tied at the ``k``-th score, the backend's choice (``1 <= k <= n_columns``)."""
     torch = sys.modules.get("torch")
@@ -32,28 +32,31 @@ def _some_top_k(scores: FloatArray, k: int) -> IntArray:
         # torch wraps the array without copying and warns on a read-only one (a memory-mapped
         # artifact's arrays): copy those.
         tensor = torch.from_numpy(scores if scores.flags.writeable else scores.copy())
-        with torch_threads(threads_for(len(scores), torch.get_num_threads())):
+        with torch_threads(threads_for(n_requests, torch.get_num_threads())):
             found = torch.topk(tensor, k, dim=1, sorted=False)
         columns: IntArray = found.indices.numpy()
         return columns
     return np.argpartition(-scores, k - 1, axis=1)[:, :k]
 
 
-def top_k_indices(scores: FloatArray, k: int) -> IntArray:
+def top_k_indices(scores: FloatArray, k: int, n_requests: int | None = None) -> IntArray:
     """Column indices of each row's ``min(k, n_columns)`` best scores, best first.
 
     Order: score descending, then index ascending; NaN counts as ``-inf``. ``scores`` is not
-    modified. Returns an ``(n_rows, min(k, n_columns))`` int64 array."""
+    modified. Returns an ``(n_rows, min(k, n_columns))`` int64 array. ``n_requests``: how many
+    requests the rows serve, where several rows belong to one request (it sets the threads, as
+    for the rest of their work); the row count by default."""
     n_rows, n_columns = scores.shape
     k = min(k, n_columns)
     if k == 0 or n_rows == 0:
         return np.zeros((n_rows, k), dtype=np.int64)
+    requests = n_rows if n_requests is None else n_requests
     values = np.ascontiguousarray(scores, dtype=np.float32)
-    columns = _some_top_k(values, k)
+    columns = _some_top_k(values, k, requests)
     best = np.take_along_axis(values, columns, axis=1)
     if np.isnan(best).any():  # torch ranks NaN first, numpy last: make both -inf and choose again
         values = np.where(np.isnan(values), np.float32(-np.inf), values)
-        columns = _some_top_k(values, k)
+        columns = _some_top_k(values, k, requests)
         best = np.take_along_axis(values, columns, axis=1)
     # The set is exact except where more entries tie at a row's k-th score than it kept: there
     # the ties it keeps are the lowest indices. One comparison pass finds those rows (few: most
