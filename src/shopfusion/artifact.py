@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,8 +48,10 @@ class Artifact:
     manifest: dict[str, Any]
 
 
-def config_hash(config: PipelineConfig) -> str:
-    return hashlib.sha256(json.dumps(config.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+def config_hash(config: Mapping[str, Any]) -> str:
+    """Of the config as written to ``config.yaml``: loading checks the file as it reads it, so a
+    key added to the config later (with its default) does not make older artifacts unreadable."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def data_fingerprint(dataset: Dataset) -> str:
@@ -60,9 +63,10 @@ def data_fingerprint(dataset: Dataset) -> str:
     return h.hexdigest()[:16]
 
 
-def save_artifact(
-    out: Path, model: FusionRetriever, config: PipelineConfig, dataset: Dataset, histories: Histories
-) -> Path:
+def save_artifact(out: Path, model: FusionRetriever, dataset: Dataset, histories: Histories) -> Path:
+    """``config.yaml`` is the pipeline as served: the one trained, less any source pruning dropped
+    (the manifest's ``training.learned.source_pruning`` says which and why)."""
+    config = model.pipeline
     out.mkdir(parents=True, exist_ok=True)
     model.save(out / "model")
     (out / "config.yaml").write_text(yaml.safe_dump(config.model_dump(), sort_keys=False, allow_unicode=True))
@@ -76,7 +80,7 @@ def save_artifact(
         "shopfusion_version": __version__,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
-        "config_hash": config_hash(config),
+        "config_hash": config_hash(config.model_dump()),
         "data": {
             "name": dataset.name,
             "n_users": dataset.n_users,
@@ -110,8 +114,9 @@ def load_artifact(path: Path) -> Artifact:
             f"{path} is a {manifest.get('kind')!r} artifact of format {manifest.get('format')!r}; "
             f"this version reads pipeline format {ARTIFACT_FORMAT}: retrain it"
         )
-    config = parse_config(yaml.safe_load((path / "config.yaml").read_text()), str(path / "config.yaml"))
-    if config_hash(config) != manifest.get("config_hash"):
+    written = yaml.safe_load((path / "config.yaml").read_text())
+    config = parse_config(written, str(path / "config.yaml"))
+    if not isinstance(written, dict) or config_hash(written) != manifest.get("config_hash"):
         raise ArtifactError(
             f"{path}/config.yaml does not match the manifest's config hash; the artifact was altered"
         )

@@ -42,6 +42,10 @@ class FusionConfig(BaseModel):
     method: FusionMethod = "select"
     params: dict[str, Any] = Field(default_factory=dict)
     max_negatives: int = Field(default=100, ge=1, description="negatives kept per request for training")
+    prune_sources: bool = Field(
+        default=True,
+        description="with `select`: serve without the sources the held-out lists do not need",
+    )
 
 
 class PipelineConfig(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from shopfusion.artifact import load_artifact
+from shopfusion.artifact import config_hash, load_artifact
 from shopfusion.cli import app
 from shopfusion.config import default_config, load_config, parse_config
 from shopfusion.data.interactions import Histories
@@ -146,6 +147,14 @@ def test_train_writes_an_artifact_the_service_can_load(tmp_path: Path) -> None:
 
     found = SearchEngine.load(out / "search").search("product 7", k=3)
     assert artifact.item_map.to_external(int(found.items[0])) == "7"
+    # An artifact written before a config key existed (here `fusion.prune_sources`) still loads:
+    # the hash covers the file as written, and the missing key takes its default.
+    written = yaml.safe_load((out / "config.yaml").read_text())
+    del written["fusion"]["prune_sources"]
+    (out / "config.yaml").write_text(yaml.safe_dump(written))
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "config_hash": config_hash(written)}))
+    assert load_artifact(out).config.fusion.prune_sources
     (out / "config.yaml").write_text(yaml.safe_dump({**SMALL, "seed": 3}))
     with pytest.raises(ArtifactError, match="altered"):
         load_artifact(out)

@@ -54,7 +54,7 @@ def train_sample_artifact(
     config = parse_config({**SERVICE_PIPELINE, "fusion": {"method": fusion}}, "service test pipeline")
     histories = dataset.interactions.histories()
     model = FusionRetriever(config.model_dump()).fit(TrainData(histories, dataset.catalog))
-    return save_artifact(folder / "artifact", model, config, dataset, histories)
+    return save_artifact(folder / "artifact", model, dataset, histories)
 
 
 def make_settings(artifact: Path, tmp_path: Path, **overrides: Any) -> ServiceSettings:

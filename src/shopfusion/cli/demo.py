@@ -93,7 +93,7 @@ def demo(
     config = parse_config(DEMO_PIPELINE, "demo pipeline")
     histories = dataset.interactions.histories()
     model = FusionRetriever(config.model_dump()).fit(TrainData(histories, dataset.catalog))
-    artifact = save_artifact(workdir / "artifact", model, config, dataset, histories)
+    artifact = save_artifact(workdir / "artifact", model, dataset, histories)
     console.print(f"artifact {artifact}")
     if not serve or os.environ.get("SHOPFUSION_DEMO_NO_SERVE") == "1":
         console.print(

@@ -38,7 +38,7 @@ def train(
         histories = dataset.interactions.histories()
         started = time.perf_counter()
         model = FusionRetriever(pipeline.model_dump()).fit(TrainData(histories, dataset.catalog))
-        path = save_artifact(out, model, pipeline, dataset, histories)
+        path = save_artifact(out, model, dataset, histories)
         if search:
             engine = SearchEngine().fit(dataset.catalog, histories, dataset.search_clicks)
             engine.save(path / "search")

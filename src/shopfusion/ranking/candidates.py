@@ -40,6 +40,30 @@ class CandidateBatch:
     def n_requests(self) -> int:
         return len(self.group_ptr) - 1
 
+    def restricted(self, n_per_source: Mapping[str, int]) -> CandidateBatch:
+        """The batch the sources named in ``n_per_source`` alone would have made (each proposing
+        the number given, as when this batch was made): their columns, and only the candidates
+        one of them proposed. Weighing a pipeline without a source this way spares scoring the
+        requests again (:mod:`~shopfusion.ranking.pruning`)."""
+        names = tuple(n_per_source)
+        columns = [self.sources.index(name) for name in names]
+        ranks = self.source_ranks[:, columns]
+        proposed = (ranks <= self.n_per_source).any(axis=1)
+        max_n = max(n_per_source.values(), default=0)
+        ranks = np.minimum(ranks[proposed], np.float32(max_n + 1))  # "not proposed" is max_n + 1
+        row = self.row[proposed]
+        group_ptr = np.zeros(self.n_requests + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row, minlength=self.n_requests), out=group_ptr[1:])
+        return CandidateBatch(
+            sources=names,
+            row=row,
+            item=self.item[proposed],
+            source_scores=self.source_scores[proposed][:, columns],
+            source_ranks=ranks,
+            group_ptr=group_ptr,
+            n_per_source=max_n,
+        )
+
 
 def generate_candidates(
     sources: Mapping[str, Retriever], requests: Histories, n_per_source: int | Mapping[str, int]

@@ -15,16 +15,22 @@ def group_ids(group_ptr: IntArray) -> IntArray:
 def ndcg_at_k(scores: FloatArray, labels: npt.NDArray[np.bool_], group_ptr: IntArray, k: int = 10) -> float:
     """Mean NDCG@k of the single positive of each group (0 for a group without one);
     ties count against the positive (pessimistic), so a constant scorer learns nothing."""
+    gains = ndcg_gains(scores, labels, group_ptr, k)
+    return float(gains.mean()) if len(gains) else 0.0
+
+
+def ndcg_gains(
+    scores: FloatArray, labels: npt.NDArray[np.bool_], group_ptr: IntArray, k: int = 10
+) -> FloatArray:
+    """Each group's NDCG@k, as :func:`ndcg_at_k` averages them."""
     gid = group_ids(group_ptr)
     n_groups = len(group_ptr) - 1
-    if n_groups == 0:
-        return 0.0
     positive_score = np.full(n_groups, np.nan)
     positive_score[gid[labels]] = scores[labels]
     ahead = (scores >= positive_score[gid]) & ~labels
     rank = np.bincount(gid[ahead], minlength=n_groups) + 1
-    gains = np.where(np.isfinite(positive_score) & (rank <= k), 1.0 / np.log2(rank + 1.0), 0.0)
-    return float(gains.mean())
+    gains: FloatArray = np.where(np.isfinite(positive_score) & (rank <= k), 1.0 / np.log2(rank + 1.0), 0.0)
+    return gains
 
 
 def subsample_groups(

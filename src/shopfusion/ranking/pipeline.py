@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
@@ -29,7 +29,8 @@ from shopfusion.ranking.candidates import CandidateBatch, generate_candidates
 from shopfusion.ranking.features import ItemStatistics, build_features, feature_names
 from shopfusion.ranking.fusion import Fusion, FusionInput
 from shopfusion.ranking.fusion_registry import fusion_class
-from shopfusion.ranking.groups import subsample_groups
+from shopfusion.ranking.groups import ndcg_gains, subsample_groups
+from shopfusion.ranking.pruning import prune_sources
 from shopfusion.ranking.selection import SelectedFusion
 from shopfusion.retrieval.base import Retriever, TrainData, read_manifest
 from shopfusion.retrieval.blas import single_blas_thread_if_small
@@ -175,24 +176,82 @@ class FusionRetriever(Retriever):
     ) -> None:
         """Learn the fusion from sources fitted without the held-out items (``holdout``)."""
         cfg = self.pipeline
-        rng = np.random.default_rng(cfg.seed)
         sources = {s.name: held_out_sources[s.name] for s in cfg.sources}
+        names = tuple(sources)
         stats = ItemStatistics.fit(holdout.held_in, data.catalog)
         fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
-        if isinstance(fusion, SelectedFusion):
-            whole = rng.random(len(holdout.requests)) < fusion.selection_fraction
-            rows = self._training_rows(sources, stats, holdout, rng, whole)
-            if rows.check is None or rows.check_subsampled is None:
-                raise ModelFitError("select fusion: too few held-out requests to choose a method on")
-            fusion.fit_and_select(rows.train, rows.check, rows.check_subsampled, rng)
-            n_groups = len(rows.train[0].group_ptr) + len(rows.check_subsampled[0].group_ptr) - 2
-        else:
-            rows = self._training_rows(sources, stats, holdout, rng, None)
+        self.pruning_: dict[str, Any] | None = None
+        if not isinstance(fusion, SelectedFusion):
+            rng = np.random.default_rng(cfg.seed)
+            batches = self._candidate_batches(sources, holdout)
+            rows = self._training_rows(batches, names, stats, holdout, rng, None)
             fusion.fit(*rows.train, rng)
-            n_groups = len(rows.train[0].group_ptr) - 1
+            self.fusion_, self.training_groups_, self.timings_ = fusion, len(rows.train[0].group_ptr) - 1, {}
+            return
+        if not (cfg.fusion.prune_sources and len(sources) > 1):
+            rows, _ = self._select(fusion, self._candidate_batches(sources, holdout), names, stats, holdout)
+        else:
+            # Pruning weighs the pipeline without each source on these same candidates: kept.
+            kept_batches = list(self._candidate_batches(sources, holdout))
+            rows, whole = self._select(fusion, kept_batches, names, stats, holdout)
+            chosen = fusion
+            kept, self.pruning_ = prune_sources(
+                {s.name: s.candidates for s in cfg.sources},
+                lambda per_source, seed: self._check_gains(
+                    kept_batches, per_source, chosen, stats, holdout, whole, seed
+                ),
+                cfg.seed,
+            )
+            if len(kept) < len(sources):  # serve the kept sources, with a fusion chosen for them
+                served = [s for s in cfg.sources if s.name in kept]
+                self.config = {**self.config, "sources": [s.model_dump() for s in served]}
+                per_source = {s.name: s.candidates for s in served}
+                restricted = [(r, q, b.restricted(per_source)) for r, q, b in kept_batches]
+                fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
+                assert isinstance(fusion, SelectedFusion)
+                rows, _ = self._select(fusion, restricted, kept, stats, holdout)
+        assert rows.check_subsampled is not None
         self.fusion_ = fusion
-        self.training_groups_ = n_groups
+        self.training_groups_ = len(rows.train[0].group_ptr) + len(rows.check_subsampled[0].group_ptr) - 2
         self.timings_ = {}
+
+    def _select(
+        self,
+        fusion: SelectedFusion,
+        batches: Iterable[tuple[IntArray, Histories, CandidateBatch]],
+        names: tuple[str, ...],
+        stats: ItemStatistics,
+        holdout: HeldOut,
+    ) -> tuple[TrainingRows, npt.NDArray[np.bool_]]:
+        """Fit ``fusion`` (it chooses its method on a random part of the held-out requests' whole
+        lists); returns the rows it learned from and which requests it chose on."""
+        rng = np.random.default_rng(self.pipeline.seed)
+        whole = rng.random(len(holdout.requests)) < fusion.selection_fraction
+        rows = self._training_rows(batches, names, stats, holdout, rng, whole)
+        if rows.check is None or rows.check_subsampled is None:
+            raise ModelFitError("select fusion: too few held-out requests to choose a method on")
+        fusion.fit_and_select(rows.train, rows.check, rows.check_subsampled, rng)
+        return rows, whole
+
+    def _check_gains(
+        self,
+        batches: list[tuple[IntArray, Histories, CandidateBatch]],
+        per_source: Mapping[str, int],
+        selected: SelectedFusion,
+        stats: ItemStatistics,
+        holdout: HeldOut,
+        whole: npt.NDArray[np.bool_],
+        seed: int,
+    ) -> FloatArray:
+        """NDCG@10 of each selection request's whole list, for the method ``selected`` chose fitted
+        on the other requests, as if only the sources in ``per_source`` had run."""
+        restricted = [(r, q, b.restricted(per_source)) for r, q, b in batches]
+        rng = np.random.default_rng(seed)
+        rows = self._training_rows(restricted, tuple(per_source), stats, holdout, rng, whole)
+        assert rows.check is not None
+        fusion = selected.make_chosen().fit(*rows.train, rng)
+        check, labels = rows.check
+        return ndcg_gains(fusion.predict(check), labels, check.group_ptr)
 
     def use_sources(self, sources: Mapping[str, Retriever], data: TrainData) -> None:
         """Serve with these fitted sources (fitted on ``data``) and the learned fusion."""
@@ -200,9 +259,22 @@ class FusionRetriever(Retriever):
         self.stats_ = ItemStatistics.fit(data.histories, data.catalog)
         self.n_items_ = data.n_items
 
+    def _candidate_batches(
+        self, sources: Mapping[str, Retriever], holdout: HeldOut
+    ) -> Iterator[tuple[IntArray, Histories, CandidateBatch]]:
+        """The held-out requests' candidates, a batch at a time: (request rows, requests, batch)."""
+        cfg = self.pipeline
+        per_source = {s.name: s.candidates for s in cfg.sources if s.name in sources}
+        requests = holdout.requests
+        for start in range(0, len(requests), cfg.batch_size):
+            rows = np.arange(start, min(start + cfg.batch_size, len(requests)))
+            batch_requests = requests.rows(rows)
+            yield rows, batch_requests, generate_candidates(sources, batch_requests, per_source)
+
     def _training_rows(
         self,
-        sources: Mapping[str, Retriever],
+        batches: Iterable[tuple[IntArray, Histories, CandidateBatch]],
+        names: tuple[str, ...],
         stats: ItemStatistics,
         holdout: HeldOut,
         rng: np.random.Generator,
@@ -211,15 +283,10 @@ class FusionRetriever(Retriever):
         """Candidates of the held-out requests with their features and labels. Requests flagged in
         ``whole`` also keep their full candidate lists (to compare fusions as they will serve)."""
         cfg = self.pipeline
-        names = tuple(sources)
         train, check, check_sub = _RowSink(names), _RowSink(names), _RowSink(names)
-        per_source = {s.name: s.candidates for s in cfg.sources}
         requests, targets, target_kinds = holdout.requests, holdout.targets, holdout.target_kinds
         flags = np.zeros(len(requests), dtype=bool) if whole is None else whole
-        for start in range(0, len(requests), cfg.batch_size):
-            rows = np.arange(start, min(start + cfg.batch_size, len(requests)))
-            batch_requests = requests.rows(rows)
-            batch = generate_candidates(sources, batch_requests, per_source)
+        for rows, batch_requests, batch in batches:
             features = build_features(batch, batch_requests, stats)
             label = batch.item == targets[rows][batch.row]
             kinds = None if target_kinds is None else target_kinds[rows]
@@ -258,6 +325,8 @@ class FusionRetriever(Retriever):
         if isinstance(self.fusion_, SelectedFusion):
             summary["fusion"] = self.fusion_.chosen_
             summary["selection_ndcg@10"] = {k: round(v, 6) for k, v in self.fusion_.selection_ndcg_.items()}
+        if getattr(self, "pruning_", None) is not None:
+            summary["source_pruning"] = self.pruning_
         for name, source in self.sources_.items():
             # Iteratively trained sources say how training ended (e.g. stopped by a time budget).
             training = getattr(source, "training_summary", None)
@@ -325,7 +394,8 @@ class FusionRetriever(Retriever):
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         arrays: dict[str, npt.NDArray[Any]] = {f"stats.{k}": v for k, v in self.stats_.arrays().items()}
         arrays.update({f"fusion.{k}": v for k, v in self.fusion_.arrays().items()})
-        arrays["training"] = np.array(json.dumps({"timings": self.timings_, "groups": self.training_groups_}))
+        training = {"timings": self.timings_, "groups": self.training_groups_, "pruning": self.pruning_}
+        arrays["training"] = np.array(json.dumps(training))
         return arrays
 
     def _restore(self, arrays: Mapping[str, npt.NDArray[Any]]) -> None:
@@ -336,6 +406,7 @@ class FusionRetriever(Retriever):
         self.fusion_ = fusion
         training = json.loads(str(arrays["training"]))
         self.timings_, self.training_groups_ = training["timings"], training["groups"]
+        self.pruning_ = training.get("pruning")  # absent from artifacts made before pruning
 
     def save(self, path: Path) -> Path:
         super().save(path)

@@ -73,6 +73,10 @@ class SelectedFusion(Fusion):
         for method in self.methods:
             self._make(method)  # an unknown method or parameter fails at load, not after training
 
+    def make_chosen(self) -> Fusion:
+        """A new, unfitted fusion of the chosen method and its parameters."""
+        return self._make(self._require("chosen_"))
+
     def _make(self, method: str) -> Fusion:
         from shopfusion.ranking.fusion_registry import fusion_class
 
