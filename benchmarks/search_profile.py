@@ -68,11 +68,22 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--cprofile", action="store_true")
     parser.add_argument("--no-explain", action="store_true")
+    parser.add_argument(
+        "--served",
+        action="store_true",
+        help="as the service searches: a random history (1-20 items) per query, k=30 without "
+        "explanations, then the top 10 explained",
+    )
     args = parser.parse_args()
     engine = search_engine.SearchEngine.load(args.index)
     table = pd.read_csv(args.queries, sep="\t")
     chosen = np.random.default_rng(0).choice(len(table), size=min(args.n, len(table)), replace=False)
     queries = [str(table["query"].iloc[int(i)]) for i in chosen]
+    rng = np.random.default_rng(1)
+    histories = [
+        rng.choice(engine.n_items_, size=int(rng.integers(1, 21)), replace=False) if args.served else None
+        for _ in queries
+    ]
     for query in queries[:2]:
         engine.search(query, k=10)
     query_vector.cache_clear()  # every timed query is encoded, as a first-seen query is
@@ -84,9 +95,13 @@ def main() -> None:
     times = []
     if profiler is not None:
         profiler.enable()
-    for query in queries:
+    for query, history in zip(queries, histories, strict=True):
         started = time.perf_counter()
-        engine.search(query, k=10, explain=not args.no_explain)
+        if args.served:  # Service.search: spares for the business rules, the kept ones explained
+            result = engine.search(query, k=30, history=history, explain=False)
+            result.explain(result.items[:10])
+        else:
+            engine.search(query, k=10, explain=not args.no_explain)
         times.append((time.perf_counter() - started) * 1000)
     if profiler is not None:
         profiler.disable()
