@@ -170,6 +170,42 @@ def test_requests_arriving_while_the_thread_is_busy_go_together_in_the_next_batc
     assert took < 0.55  # two calls of 0.2 s, one after the other
 
 
+def test_requests_queued_past_the_deadline_are_refused_and_the_rest_scored() -> None:
+    """A batch of 0.2 s runs while 2 and 3 queue: past the 0.1 s deadline when the next batch forms,
+    they get 503 and are never scored; 4, queued just before, is scored."""
+    process = Doubler(delay_s=0.2)
+    gate = ModelGate(2, 100, Metrics())
+    batcher = MicroBatcher(process, gate, 0.0, 8, deadline_s=0.1)
+
+    async def run() -> list[int | BaseException]:
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.02)
+        waiting = [asyncio.create_task(batcher.submit(x)) for x in (2, 3)]
+        await asyncio.sleep(0.15)
+        latest = asyncio.create_task(batcher.submit(4))
+        return list(await asyncio.gather(first, *waiting, latest, return_exceptions=True))
+
+    one, two, three, four = asyncio.run(run())
+    assert one == 2 and four == 8
+    for refused in (two, three):
+        assert isinstance(refused, HTTPException) and refused.status_code == 503
+        assert refused.headers == {"Retry-After": "1"}
+    assert process.calls == [[1], [4]] and batcher.late == 2 and gate.pending == 0
+    assert gate.metrics.rejected.labels("model_late")._value.get() == 2
+
+
+def test_without_a_deadline_every_admitted_request_is_scored() -> None:
+    process = Doubler(delay_s=0.15)
+    batcher = _batcher(process, window_s=0.0, max_batch=8)
+
+    async def run() -> list[int]:
+        first = asyncio.create_task(batcher.submit(1))
+        await asyncio.sleep(0.02)
+        return list(await asyncio.gather(first, *(batcher.submit(x) for x in (2, 3))))
+
+    assert asyncio.run(run()) == [2, 4, 6] and batcher.late == 0
+
+
 def test_a_request_right_after_the_last_batch_finished_is_still_scored() -> None:
     # Regression: the consumer was counted as running until its done-callback ran, one step after
     # it had found the queue empty; a request queued in that step waited for nobody (a storefront
@@ -234,6 +270,8 @@ def test_invalid_batching_parameters_are_refused() -> None:
         _batcher(Doubler(), max_batch=0)
     with pytest.raises(ValueError, match="consumers"):
         MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.0, 8, consumers=0)
+    with pytest.raises(ValueError, match="deadline_s"):
+        MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.0, 8, deadline_s=-1.0)
 
 
 # --- the service's batch path ------------------------------------------------------------------

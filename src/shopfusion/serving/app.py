@@ -110,7 +110,12 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         wait_budget_s=settings.search_wait_budget_ms / 1000,
     )
     app.state.batcher = batcher = MicroBatcher[FeedRequest, Ranked](
-        service.rank_batch, gate, settings.batch_window_ms / 1000, settings.max_batch, settings.batch_threads
+        service.rank_batch,
+        gate,
+        settings.batch_window_ms / 1000,
+        settings.max_batch,
+        settings.batch_threads,
+        deadline_s=settings.model_deadline_ms / 1000,
     )
     ingest = settings.ingest_key_hashes + (
         [hash_key(settings.storefront_key)] if settings.storefront_key else []

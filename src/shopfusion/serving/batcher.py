@@ -14,6 +14,13 @@ closed-loop rate; ``RESULTS.md``, session 5.)
 ``window_s`` > 0 makes an idle batcher wait up to that long for a batch to fill before it starts
 (more throughput at the price of that wait on every request); the default is 0.
 
+``deadline_s`` > 0 refuses (503) a request still queued that long when a batch is formed: admitted
+at a lull, it met a queue it could not get through in time, and scoring it anyway would answer it
+late and delay every request behind it. Admission alone cannot promise that: the gate's shedder
+steers the *average* wait, so in steady overload about half of what it admits waits longer, and
+the admitted p99 at twice the sustainable rate was ~60 ms against the 40 ms the service aims at
+(RESULTS.md, session 8). With the deadline an admitted request waits at most that long.
+
 Admission stays with the :class:`~shopfusion.serving.gate.ModelGate`: a request that would queue
 beyond its bound is refused (503) before it joins the queue.
 """
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -55,15 +63,22 @@ class MicroBatcher(Generic[R, T]):
     other threads stay free for searches and explanations."""
 
     def __init__(
-        self, process: BatchFn[R, T], gate: ModelGate, window_s: float, max_batch: int, consumers: int = 1
+        self,
+        process: BatchFn[R, T],
+        gate: ModelGate,
+        window_s: float,
+        max_batch: int,
+        consumers: int = 1,
+        deadline_s: float = 0.0,
     ) -> None:
-        if max_batch < 1 or window_s < 0 or consumers < 1:
-            raise ValueError("max_batch and consumers must be at least 1 and window_s at least 0")
+        if max_batch < 1 or window_s < 0 or consumers < 1 or deadline_s < 0:
+            raise ValueError("max_batch and consumers must be at least 1, window_s and deadline_s at least 0")
         self.process, self.gate = process, gate
-        self.window_s, self.max_batch = window_s, max_batch
+        self.window_s, self.max_batch, self.deadline_s = window_s, max_batch, deadline_s
         self.consumers = min(consumers, gate.workers)
         self.batches = 0  # how many batches were handled (tests and the stats page read it)
         self.requests = 0
+        self.late = 0  # requests refused for having waited past the deadline
         # (request, its future, time.monotonic() when it arrived), oldest first
         self._queue: deque[tuple[R, asyncio.Future[T], float]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()  # strong references to the consumers
@@ -104,10 +119,16 @@ class MicroBatcher(Generic[R, T]):
         try:
             while self._queue:
                 await self._wait_for_company()
+                late = time.monotonic() - self.deadline_s if self.deadline_s > 0 else -math.inf
                 while self._queue and len(batch) < self.max_batch:
                     entry = self._queue.popleft()
-                    if not entry[1].done():  # a client that went away costs no scoring
-                        batch.append(entry)
+                    if entry[1].done():  # a client that went away costs no scoring
+                        continue
+                    if entry[2] < late:
+                        entry[1].set_exception(self.gate.too_late())
+                        self.late += 1
+                        continue
+                    batch.append(entry)
                 if batch:
                     await self._run(batch)
                     batch = []

@@ -74,6 +74,12 @@ class ModelGate:
             return True
         return False
 
+    def too_late(self) -> HTTPException:
+        """The refusal of a request that waited past its deadline in a queue (counted as
+        ``model_late``): by then it could only be answered later than the service aims to."""
+        self.metrics.rejected.labels("model_late").inc()
+        return HTTPException(503, "the model is at capacity; retry shortly", headers={"Retry-After": "1"})
+
     @contextmanager
     def admit(self) -> Iterator[None]:
         """Count the request as pending while the block runs; refuse it (503) when full, when its
