@@ -272,6 +272,8 @@ def test_invalid_batching_parameters_are_refused() -> None:
         MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.0, 8, consumers=0)
     with pytest.raises(ValueError, match="deadline_s"):
         MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.0, 8, deadline_s=-1.0)
+    with pytest.raises(ValueError, match="exceed window_s"):
+        MicroBatcher(Doubler(), ModelGate(2, 10, Metrics()), 0.03, 8, deadline_s=0.02)
 
 
 # --- the service's batch path ------------------------------------------------------------------

@@ -242,6 +242,12 @@ def test_rules_and_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("SHOPFUSION_RULES_MMR_LAMBDA", "1.5")
     with pytest.raises(ValueError, match="mmr_lambda"):
         ServiceSettings(artifact=Path("x"))
+    monkeypatch.delenv("SHOPFUSION_RULES_MMR_LAMBDA")
+    monkeypatch.setenv("SHOPFUSION_BATCH_WINDOW_MS", "30")
+    with pytest.raises(ValueError, match=r"model_deadline_ms .* must exceed batch_window_ms"):
+        ServiceSettings(artifact=Path("x"))
+    monkeypatch.setenv("SHOPFUSION_MODEL_DEADLINE_MS", "0")
+    assert ServiceSettings(artifact=Path("x")).batch_window_ms == 30
 
 
 def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: ClientFactory) -> None:

@@ -73,6 +73,10 @@ class MicroBatcher(Generic[R, T]):
     ) -> None:
         if max_batch < 1 or window_s < 0 or consumers < 1 or deadline_s < 0:
             raise ValueError("max_batch and consumers must be at least 1, window_s and deadline_s at least 0")
+        if 0 < deadline_s <= window_s:
+            raise ValueError(
+                "deadline_s must exceed window_s: a request waiting out the window would be refused"
+            )
         self.process, self.gate = process, gate
         self.window_s, self.max_batch, self.deadline_s = window_s, max_batch, deadline_s
         self.consumers = min(consumers, gate.workers)

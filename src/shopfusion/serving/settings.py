@@ -161,6 +161,16 @@ class ServiceSettings(BaseSettings):
             raise ValueError("read_requires_key is set but no API key hash is configured")
         return self
 
+    @model_validator(mode="after")
+    def _deadline_after_window(self) -> ServiceSettings:
+        if 0 < self.model_deadline_ms <= self.batch_window_ms:
+            raise ValueError(
+                f"model_deadline_ms ({self.model_deadline_ms}) must exceed batch_window_ms "
+                f"({self.batch_window_ms}), or every miss that waits out the window is refused; "
+                "raise it or set 0 (no deadline)"
+            )
+        return self
+
     @property
     def store_path(self) -> Path:
         return self.store if self.store is not None else self.artifact.parent / "service-events.db"
