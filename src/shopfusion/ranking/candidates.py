@@ -52,15 +52,13 @@ class CandidateBatch:
         max_n = max(n_per_source.values(), default=0)
         ranks = np.minimum(ranks[proposed], np.float32(max_n + 1))  # "not proposed" is max_n + 1
         row = self.row[proposed]
-        group_ptr = np.zeros(self.n_requests + 1, dtype=np.int64)
-        np.cumsum(np.bincount(row, minlength=self.n_requests), out=group_ptr[1:])
         return CandidateBatch(
             sources=names,
             row=row,
             item=self.item[proposed],
             source_scores=self.source_scores[proposed][:, columns],
             source_ranks=ranks,
-            group_ptr=group_ptr,
+            group_ptr=_group_ptr(row, self.n_requests),
             n_per_source=max_n,
         )
 
@@ -108,8 +106,6 @@ def merge_candidates(
     source_ranks = np.full((len(candidate_keys), len(names)), max_n + 1, dtype=np.float32)
     for s in range(len(names)):
         source_ranks[np.searchsorted(candidate_keys, keys[s]), s] = key_ranks[s]
-    group_ptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.bincount(cand_rows, minlength=n), out=group_ptr[1:])
     source_scores = np.empty((len(cand_rows), len(names)), dtype=np.float32)
     for s, name in enumerate(names):
         source_scores[:, s] = compact[name].at(cand_rows, cand_items)
@@ -119,9 +115,16 @@ def merge_candidates(
         item=cand_items.astype(np.int64),
         source_scores=source_scores,
         source_ranks=source_ranks,
-        group_ptr=group_ptr,
+        group_ptr=_group_ptr(cand_rows, n),
         n_per_source=max_n,
     )
+
+
+def _group_ptr(rows: IntArray, n_requests: int) -> IntArray:
+    """CSR pointer of candidates sorted by request (``rows``: the request of each)."""
+    group_ptr = np.zeros(n_requests + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=n_requests), out=group_ptr[1:])
+    return group_ptr
 
 
 def _proposals(

@@ -128,6 +128,13 @@ class _RowSink:
         )
 
 
+def _restricted(
+    batches: list[tuple[IntArray, Histories, CandidateBatch]], per_source: Mapping[str, int]
+) -> list[tuple[IntArray, Histories, CandidateBatch]]:
+    """The held-out batches as if only the sources in ``per_source`` had run."""
+    return [(rows, requests, batch.restricted(per_source)) for rows, requests, batch in batches]
+
+
 def _group_ptr_of(rows: IntArray, kept_requests: IntArray, n_requests: int) -> IntArray:
     """CSR pointer over the kept requests' candidates (``rows``: request of each candidate, sorted)."""
     counts = np.bincount(rows, minlength=n_requests)[kept_requests]
@@ -206,7 +213,7 @@ class FusionRetriever(Retriever):
                 served = [s for s in cfg.sources if s.name in kept]
                 self.config = {**self.config, "sources": [s.model_dump() for s in served]}
                 per_source = {s.name: s.candidates for s in served}
-                restricted = [(r, q, b.restricted(per_source)) for r, q, b in kept_batches]
+                restricted = _restricted(kept_batches, per_source)
                 fusion = fusion_class(cfg.fusion.method)(**cfg.fusion.params)
                 assert isinstance(fusion, SelectedFusion)
                 rows, _ = self._select(fusion, restricted, kept, stats, holdout)
@@ -245,7 +252,7 @@ class FusionRetriever(Retriever):
     ) -> FloatArray:
         """NDCG@10 of each selection request's whole list, for the method ``selected`` chose fitted
         on the other requests, as if only the sources in ``per_source`` had run."""
-        restricted = [(r, q, b.restricted(per_source)) for r, q, b in batches]
+        restricted = _restricted(batches, per_source)
         rng = np.random.default_rng(seed)
         rows = self._training_rows(restricted, tuple(per_source), stats, holdout, rng, whole)
         assert rows.check is not None
