@@ -18,16 +18,19 @@ from shopfusion.serving.loadgen import LoadResult, request_paths, run_load
 
 
 async def scripted(scope, receive, send):  # type: ignore[no-untyped-def]
-    """``/ok`` 200, ``/shed`` 503, ``/boom`` 500, ``/chunked`` a body in three chunks,
-    ``/close`` 200 then closes the connection, ``/slow`` 200 after 100 ms, ``/slower`` after 1 s."""
+    """``/ok`` 200, ``/shed`` 503, ``/busy`` 503 with ``Retry-After: 1``, ``/boom`` 500,
+    ``/chunked`` a body in three chunks, ``/close`` 200 then closes the connection, ``/slow`` 200
+    after 100 ms, ``/slower`` after 1 s."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
         return
     path = scope["path"]
-    status = {"/shed": 503, "/boom": 500}.get(path, 200)
+    status = {"/shed": 503, "/busy": 503, "/boom": 500}.get(path, 200)
     headers = [] if path == "/chunked" else [(b"content-length", b"2")]
+    if path == "/busy":
+        headers.append((b"retry-after", b"1"))
     if path == "/close":
         headers.append((b"connection", b"close"))
     if path in ("/slow", "/slower"):
@@ -84,6 +87,17 @@ def test_closed_loop_keeps_each_connection_busy(server: ServerThread) -> None:
     assert summary["mode"] == "closed" and summary["target_rps"] is None
     assert 9 <= summary["sent"] <= 18  # 3 connections x 5 requests of 100 ms (fewer on a busy box)
     assert 95 <= summary["ok_latency_ms"]["p50"] < 250
+
+
+def test_a_closed_loop_waits_out_retry_after_and_an_open_loop_does_not(server: ServerThread) -> None:
+    started = time.perf_counter()
+    waited = _load(server.url, ["/busy"], rate=None, duration_s=0.6, connections=2)
+    assert waited.statuses == {"503": 2}  # each connection's one refusal, then its wait to the end
+    assert time.perf_counter() - started < 1.0  # the wait ends with the run, not a second later
+    storm = _load(server.url, ["/shed"], rate=None, duration_s=0.3, connections=2)
+    assert storm.statuses["503"] > 20  # no Retry-After: nothing to wait for
+    scheduled = _load(server.url, ["/busy"], rate=40, duration_s=0.5, connections=2)
+    assert scheduled.statuses == {"503": 20}  # arrivals on schedule whatever the answers
 
 
 def test_warm_up_requests_are_not_counted(server: ServerThread) -> None:

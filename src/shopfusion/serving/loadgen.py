@@ -134,9 +134,11 @@ class _Connection:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.retry_after_s = 0.0  # the last response's Retry-After
 
     async def get(self, request: bytes) -> int:
-        """Send one prebuilt request, read the whole response, return its status code."""
+        """Send one prebuilt request, read the whole response, return its status code (and keep
+        its ``Retry-After`` seconds, 0 when absent, in :attr:`retry_after_s`)."""
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -145,6 +147,7 @@ class _Connection:
         lines = head.split(b"\r\n")
         status = int(lines[0].split(b" ", 2)[1])
         length, chunked, close = 0, False, False
+        self.retry_after_s = 0.0
         for line in lines[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
@@ -154,6 +157,8 @@ class _Connection:
                 chunked = b"chunked" in value.lower()
             elif name == b"connection":
                 close = b"close" in value.lower()
+            elif name == b"retry-after" and value.strip().isdigit():
+                self.retry_after_s = float(value)
         if chunked:
             await self._skip_chunks()
         elif length:
@@ -195,7 +200,9 @@ async def run_load(
     ``timeout_s`` counts as ``timeout`` (its connection is reopened); one still unanswered when
     the run ends is waited for up to ``timeout_s``; one that found no free connection within
     ``timeout_s`` of its due time is not sent at all (``unsent``), so a run ends at most
-    ``timeout_s`` after its last due time."""
+    ``timeout_s`` after its last due time. In a closed loop a connection refused with a
+    ``Retry-After`` (429 or 503) waits that long before its next request; an open loop's arrivals
+    do not depend on the answers."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be positive (or None for a closed loop)")
     if not paths or connections < 1:
@@ -247,6 +254,11 @@ async def run_load(
                     result.record(status, done - due)
                     if status.startswith("2"):
                         result.wire_ok_s.append(done - sent_at)
+                if rate is None and status in ("429", "503") and conn.retry_after_s > 0:
+                    # A closed loop's client waits out a refusal's Retry-After, as real clients
+                    # do: sending its next request at once made a storm of refusals that took the
+                    # CPU from the requests being served (RESULTS.md, sessions 6 to 8).
+                    await asyncio.sleep(max(0.0, min(conn.retry_after_s, end - clock())))
         finally:
             conn.close()
 
