@@ -16,7 +16,7 @@ from shopfusion.data.dataset import Dataset
 from shopfusion.encoders.text import LazyModel
 from shopfusion.errors import ArtifactError, ConfigError, NotFittedError
 from shopfusion.ranking.fusion import FusionInput
-from shopfusion.search.api import Searcher, SearchFilters
+from shopfusion.search.api import Searcher, SearchFilters, SearchRequest
 from shopfusion.search.engine import (
     SIGNALS,
     SearchEngine,
@@ -24,7 +24,7 @@ from shopfusion.search.engine import (
     _target_rank,
     split_validation,
 )
-from shopfusion.search.index import query_vector, search_encoder
+from shopfusion.search.index import QueryVectors, search_encoder
 from shopfusion.search.titles import MATCH_FEATURES, TYPED_FEATURES, generative_likelihood
 from shopfusion.search.training import TrainingQuery
 
@@ -296,12 +296,55 @@ def test_column_medians_equal_numpys_nanmedian_exactly() -> None:
         assert np.array_equal(_column_medians(features), expected, equal_nan=True), trial
 
 
-def test_a_repeated_query_is_encoded_once() -> None:
-    query_vector.cache_clear()
-    first = query_vector("use-multilingual", "red lipstick")
-    again = query_vector("use-multilingual", "red lipstick")
-    assert again is first and not first.flags.writeable
-    assert query_vector.cache_info().hits == 1
+def test_a_repeated_query_is_encoded_once_and_a_batch_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = QueryVectors(size=3)
+    encoder = search_encoder("use-multilingual")
+    calls: list[list[str]] = []
+    encode = encoder.encode
+    monkeypatch.setattr(encoder, "encode", lambda texts: calls.append(list(texts)) or encode(texts))
+    first = cache.get("use-multilingual", ["red lipstick", "shampoo", "red lipstick"])
+    assert calls == [["red lipstick", "shampoo"]]  # one call, each text once
+    assert np.array_equal(first[0], first[2]) and np.allclose(
+        first[0], encode(["red lipstick"])[0], atol=1e-6
+    )
+    again = cache.get("use-multilingual", ["shampoo", "red lipstick"])
+    assert len(calls) == 1 and np.array_equal(again, first[[1, 0]])
+    assert (cache.hits, cache.misses) == (2, 2)
+    cache.get("use-multilingual", ["a", "b"])  # over the size: the least recently used goes
+    assert len(calls) == 2
+    cache.get("use-multilingual", ["shampoo"])
+    assert calls[-1] == ["shampoo"]
+
+
+def test_a_batch_of_searches_equals_each_search_alone(engine: SearchEngine) -> None:
+    rng = np.random.default_rng(4)
+    histories = [None, rng.choice(engine.n_items_, 3, replace=False).astype(np.int64), None, None]
+    requests = [
+        SearchRequest("red lipstick", 5, histories[0]),
+        SearchRequest("shampoo for dry hair", 7, histories[1], exclude_history=True),
+        SearchRequest("口红", 3, None, SearchFilters(in_stock_only=True), explain=False),
+        SearchRequest("zzzqqq nothing matches", 4, histories[3]),
+    ]
+    together = engine.search_many(requests)
+    for request, batched in zip(requests, together, strict=True):
+        alone = engine.search(
+            request.query,
+            k=request.k,
+            history=request.history,
+            filters=request.filters,
+            exclude_history=request.exclude_history,
+            explain=request.explain,
+        )
+        assert np.array_equal(batched.items, alone.items), request.query
+        np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-5, atol=1e-6)
+        assert batched.facets == alone.facets and batched.corrected_query == alone.corrected_query
+        assert len(batched.explanations) == (len(alone.items) if request.explain else 0)
+        for mine, theirs in zip(batched.explain(batched.items), alone.explain(alone.items), strict=True):
+            assert mine.keys() == theirs.keys()
+            np.testing.assert_allclose(list(mine.values()), list(theirs.values()), atol=2e-4)
+    assert engine.search_many([]) == []
+    with pytest.raises(ConfigError, match="k must be at least 1"):
+        engine.search_many([SearchRequest("shampoo", 0)])
 
 
 def test_loading_prepares_the_encoder_before_the_first_query(engine: SearchEngine, tmp_path: Path) -> None:

@@ -106,20 +106,3 @@ def test_generative_features_prefer_the_title_that_holds_the_query_as_a_run() ->
     assert generative[2] > generative[0], "a shorter title is the likelier source of the same run"
     assert np.isnan(generative[3]) and np.isnan(gap[3])
     assert np.nanmax(gap) == 0.0 and np.allclose(gap[:3], generative[:3] - generative[2])
-
-
-def test_row_selection_products_equal_scipys_bit_for_bit() -> None:
-    """The title match reads rows without scipy's row selection; the sums must not move."""
-    import scipy.sparse as sp
-
-    from shopfusion.search.titles import _RowSelection
-
-    rng = np.random.default_rng(0)
-    dense = sp.random(300, 80, density=0.2, dtype=np.float32, random_state=1).toarray()
-    dense[5] = 0  # an empty row
-    matrix = sp.csr_matrix(dense)
-    vector = rng.normal(size=80).astype(np.float32)
-    for rows in (rng.integers(0, 300, 200), np.array([5, 5, 0, 299]), np.zeros(0, dtype=np.int64)):
-        rows = rows.astype(np.int64)
-        expected = np.asarray(matrix[rows] @ vector, dtype=np.float32).ravel()
-        assert np.array_equal(_RowSelection(matrix, rows).dot(vector), expected)

@@ -4,10 +4,12 @@ the service's batch path against its single path, and batching through real HTTP
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -15,12 +17,12 @@ import orjson
 import pytest
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
-from serving_support import ClientFactory, ServerThread, make_settings
+from serving_support import ClientFactory, KeywordSearcher, ServerThread, make_settings
 
 from shopfusion.data.interactions import Histories
 from shopfusion.errors import UnknownIdError
 from shopfusion.ranking.pipeline import RankedCandidates
-from shopfusion.search.api import SearchFilters
+from shopfusion.search.api import SearchFilters, SearchRequest, SearchResult
 from shopfusion.serving.app import create_app
 from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.deps import render_list, render_search
@@ -28,7 +30,7 @@ from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.rules import ListFilters
 from shopfusion.serving.schemas import FacetCount, Item, ItemList, SearchResponse
-from shopfusion.serving.service import FeedRequest, Ranked, Service
+from shopfusion.serving.service import FeedRequest, Ranked, SearchCall, SearchUnavailableError, Service
 
 
 class Doubler:
@@ -472,3 +474,79 @@ def test_the_access_log_can_be_turned_off(
     loud = client_factory()
     loud.get("/v1/recommend", params={"user_id": "u0001"})
     assert [r for r in caplog.records if r.name == "shopfusion.access"]
+
+
+def _searches(service: Service) -> list[SearchCall]:
+    model = service.model
+    return [
+        SearchCall(model, "phone", "u0001", 5, SearchFilters()),
+        SearchCall(model, "tv", None, 3, SearchFilters(in_stock_only=True)),
+        SearchCall(model, "phone", "u0002", 2, SearchFilters(brands=("Acme",))),
+        SearchCall(model, "headphones", "someone-new", 4, SearchFilters()),
+    ]
+
+
+def test_search_batch_results_equal_single_searches_and_are_cached(service: Service) -> None:
+    calls = _searches(service)
+    singles = [service.search(c.query, c.user_id, c.k, c.filters, c.model) for c in calls]
+    service.cache.clear()
+    searcher = service.model.searcher
+    assert isinstance(searcher, KeywordSearcher)
+    searcher.batches.clear()
+    batched = service.search_batch(calls)
+    assert searcher.batches == [len(calls)]  # one engine call for all
+    for call, single, batch in zip(calls, singles, batched, strict=True):
+        assert isinstance(batch, Ranked)
+        assert single.items.tolist() == batch.items.tolist() and single.signals == batch.signals
+        assert single.facets == batch.facets
+        key = service.search_key(call.model, call.query, call.user_id, call.k, call.filters)
+        assert service.cache.get(key) is batch
+
+
+def test_a_search_that_cannot_run_fails_only_its_own_slot(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _searches(service)
+    without_index = dataclasses.replace(service.model, searcher=None)
+    calls[1] = SearchCall(without_index, "tv", None, 3, SearchFilters())
+    searcher = service.model.searcher
+    assert isinstance(searcher, KeywordSearcher)
+    search = searcher.search
+
+    def fragile(query: str, **kwargs: Any) -> SearchResult:
+        if query == "headphones":
+            raise RuntimeError("engine broke on this query")
+        return search(query, **kwargs)
+
+    monkeypatch.setattr(searcher, "search", fragile)
+    results = service.search_batch(calls)
+    assert isinstance(results[1], SearchUnavailableError)
+    assert isinstance(results[3], RuntimeError)  # found by searching each alone after the batch failed
+    assert isinstance(results[0], Ranked) and isinstance(results[2], Ranked)
+
+
+def test_concurrent_searches_run_in_batches(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = client.app
+    started = threading.Event()
+    queries = ["phone", "tv", "headphones", "speaker", "laptop", "camera"]
+    with ServerThread(app) as server:  # type: ignore[arg-type]
+        searcher = app.state.service.model.searcher  # type: ignore[attr-defined]
+        many = searcher.search_many
+
+        def slow_first(requests: Sequence[SearchRequest]) -> list[SearchResult]:
+            if not started.is_set():  # hold the thread until the others have queued behind it
+                started.set()
+                time.sleep(0.3)
+            return many(requests)
+
+        monkeypatch.setattr(searcher, "search_many", slow_first)
+
+        async def run() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+                return list(await asyncio.gather(*(http.get("/v1/search", params={"q": q}) for q in queries)))
+
+        responses = asyncio.run(run())
+    assert [r.status_code for r in responses] == [200] * len(queries)
+    batcher = app.state.search_batcher  # type: ignore[attr-defined]
+    assert batcher.requests == len(queries) and batcher.batches < len(queries)
+    assert max(searcher.batches) > 1

@@ -354,3 +354,11 @@ def test_the_app_exempts_cache_hits_from_loop_shedding(client_factory: ClientFac
     assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 200  # a hit
     assert client.get("/v1/recommend", params={"user_id": "u0002"}).status_code == 503  # a miss
     assert client.get("/v1/items/tv-001").status_code == 503  # any other work
+
+
+def test_a_batchs_job_time_counts_per_request() -> None:
+    """The wait budget counts requests pending, so a batch's CPU time is shared among its requests:
+    a batch of four searches taking 20 ms is 5 ms of work per search admitted."""
+    gate = ModelGate(1, 10, Metrics(), wait_budget_s=0.025)
+    asyncio.run(gate.in_thread(spin, 0.02, requests=4))
+    assert 0.004 <= gate.job_s < 0.01

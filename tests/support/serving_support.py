@@ -7,7 +7,7 @@ so the HTTP layer (filters, facets, rules, caching) is tested without the real e
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from shopfusion.data.layouts import load_dataset
 from shopfusion.data.sample import write_sample
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval.base import TrainData
-from shopfusion.search.api import FacetValue, IntArray, SearchFilters, SearchResult
+from shopfusion.search.api import FacetValue, IntArray, SearchFilters, SearchRequest, SearchResult
 from shopfusion.serving.security import hash_key
 from shopfusion.serving.settings import ServiceSettings
 
@@ -99,6 +99,7 @@ class KeywordSearcher:
         self.text = text.str.lower().tolist()
         self.calls: list[tuple[str, SearchFilters | None]] = []
         self.explained: list[int] = []  # every item whose explanation was asked for
+        self.batches: list[int] = []  # the size of each search_many call
 
     @classmethod
     def from_artifact(cls, artifact_dir: Path) -> KeywordSearcher:
@@ -147,6 +148,20 @@ class KeywordSearcher:
 
         explanations = explainer(order) if explain else []
         return SearchResult(order.astype(np.int64), scores, facets, explanations, None, explainer)
+
+    def search_many(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        self.batches.append(len(requests))
+        return [
+            self.search(
+                r.query,
+                k=r.k,
+                history=r.history,
+                filters=r.filters,
+                exclude_history=r.exclude_history,
+                explain=r.explain,
+            )
+            for r in requests
+        ]
 
 
 def find_chromium() -> str | None:

@@ -7,7 +7,7 @@ implementation of :class:`Searcher`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +30,18 @@ class SearchFilters:
     min_price: float | None = None
     max_price: float | None = None
     in_stock_only: bool = False
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """The arguments of one :meth:`Searcher.search`, for :meth:`Searcher.search_many`."""
+
+    query: str
+    k: int = 10
+    history: IntArray | None = None
+    filters: SearchFilters | None = None
+    exclude_history: bool = False
+    explain: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,4 +92,10 @@ class Searcher(Protocol):
         ranking and, with ``exclude_history`` (the benchmark protocol), is left out of the result.
         ``explain=False`` may leave ``explanations`` empty: callers then explain only the items
         they keep, with :meth:`SearchResult.explain`."""
+        ...
+
+    def search_many(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """:meth:`search` for each request, in order, each result as :meth:`search` would give it
+        alone (an implementation may share work between them: the service passes the searches
+        that queued while one ran)."""
         ...

@@ -52,10 +52,11 @@ from shopfusion.ranking.groups import subsample_groups
 from shopfusion.retrieval.base import TrainData, sparse_from_arrays, sparse_to_arrays
 from shopfusion.retrieval.blas import one_blas_thread
 from shopfusion.retrieval.item2item import ItemToItemRetriever
-from shopfusion.search.api import FacetValue, SearchFilters, SearchResult
+from shopfusion.search.api import FacetValue, SearchFilters, SearchRequest, SearchResult
 from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
 from shopfusion.search.intent import CategoryIntent
 from shopfusion.search.query import SpellCorrector, tokenize, word_bigrams
+from shopfusion.search.rows import RowSelection
 from shopfusion.search.titles import MATCH_FEATURES, TYPED_FEATURES, TitleIndex
 from shopfusion.search.training import (
     TrainingQuery,
@@ -259,8 +260,9 @@ class _Behaviour:
     def affinity(self, history: IntArray, half_life: float) -> FloatArray:
         """The recency-weighted sum of the history's item-to-item rows: ``weights @ similarity``
         with scipy's numbers, without scipy's per-call overhead (a third of the cost). The sums
-        run in scipy's order (history items ascending, each row as stored), so they are equal bit
-        for bit; a repeated item's weights are summed by scipy itself, in its own order."""
+        run in scipy's order (history items ascending, each row as stored; :class:`RowSelection`),
+        so they are equal bit for bit; a repeated item's weights are summed by scipy itself, in its
+        own order."""
         n = len(self.popularity)
         if not len(history):
             return np.zeros(n, dtype=np.float32)
@@ -271,18 +273,7 @@ class _Behaviour:
         else:
             row = sp.csr_matrix((weights, (np.zeros(len(history), dtype=np.int64), history)), shape=(1, n))
             items, summed = row.indices, row.data
-        similarity = self.similarity
-        dtype = np.result_type(np.float32, similarity.dtype)
-        starts = similarity.indptr[items]
-        lengths = similarity.indptr[items + 1] - starts
-        # Positions of every stored entry of those rows, row after row.
-        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        values = similarity.data[positions].astype(dtype, copy=False) * np.repeat(
-            summed.astype(dtype), lengths
-        )
-        out = np.zeros(n, dtype=dtype)
-        np.add.at(out, similarity.indices[positions], values)
-        return out.astype(np.float32, copy=False)
+        return RowSelection(self.similarity, items).column_sums(summed)
 
 
 @dataclass
@@ -501,9 +492,17 @@ class SearchEngine:
         ]
 
     def signals(
-        self, query: str, history: IntArray | None = None, query_vectors: dict[str, FloatArray] | None = None
+        self,
+        query: str,
+        history: IntArray | None = None,
+        query_vectors: dict[str, FloatArray] | None = None,
+        dense: dict[str, FloatArray] | None = None,
     ) -> Signals:
-        """Every signal for every item (the same code for training, serving and the benchmark)."""
+        """Every signal for every item (the same code for training, serving and the benchmark).
+
+        ``query_vectors``: the query's vector per encoder, when already encoded; ``dense``: its
+        cosine with every item per encoder, when already computed (:meth:`search_many` computes
+        them for a batch of queries at once)."""
         self._check_fitted()
         history = _EMPTY if history is None else np.asarray(history, dtype=np.int64)
         tokens = tokenize(query)
@@ -523,8 +522,13 @@ class SearchEngine:
         coverage = (
             (per_token > 0).mean(axis=0) if len(corrected) else np.zeros(self.n_items_, dtype=np.float32)
         )
-        vectors = query_vectors if query_vectors is not None else self.dense_.encode_query(query)
-        dense = self.dense_.similarities(vectors)
+        if dense is None:
+            batch = (
+                {name: vector[None, :] for name, vector in query_vectors.items()}
+                if query_vectors is not None
+                else self.dense_.encode_queries_cached([query])
+            )
+            dense = {name: rows[0] for name, rows in self.dense_.similarities(batch).items()}
         intent = self.intent_.item_match(self.intent_.predict(words))
         affinity = self.behaviour_.affinity(history, self.config.recency_half_life)
         if len(history):
@@ -532,7 +536,7 @@ class SearchEngine:
             vectors_of = self.dense_.vectors[self.dense_.encoders[-1]]
             profile = (weights[:, None] * vectors_of[history]).sum(axis=0)
             profile = (profile / max(float(np.linalg.norm(profile)), 1e-9)).astype(np.float32)
-            labels = np.asarray(self.intent_.item_labels_[history].sum(axis=0), dtype=np.float32).ravel()
+            labels = RowSelection(self.intent_.item_labels_, history).column_sums()
             labels /= len(history)
             last = self.behaviour_.affinity(history[-1:], self.config.recency_half_life)
         else:
@@ -590,7 +594,7 @@ class SearchEngine:
             _rank(s.affinity, rows) if len(s.history) else float(self.n_items_),
             s.last_affinity[rows],
             self._content(s, rows),
-            np.asarray(self.intent_.item_labels_[rows] @ s.history_labels).ravel() if len(s.history) else 0.0,
+            RowSelection(self.intent_.item_labels_, rows).dot(s.history_labels) if len(s.history) else 0.0,
             float(len(s.history)),
             self.catalog_.price[rows].astype(np.float32),
             np.where(np.isnan(self.catalog_.stock[rows]), np.nan, self.catalog_.stock[rows] > 0).astype(
@@ -645,26 +649,43 @@ class SearchEngine:
         """A score for every item (candidates by the ranker, the rest below them, filtered-out
         items ``-inf``), the candidates, and the signals."""
         s = signals if signals is not None else self.signals(query, history)
-        allowed = self.catalog_.mask(filters) if filters is not None else np.ones(self.n_items_, dtype=bool)
+        allowed = self._allowed(filters)
         candidates = self._candidates(s, allowed)
-        scores = np.full(self.n_items_, -np.inf, dtype=np.float32)
-        if not len(candidates):
-            return scores, candidates, s
-        fused = self._rank_candidates(s, candidates)
-        scores[allowed] = float(fused.min()) - 1.0
-        scores[candidates] = fused
-        return scores, candidates, s
+        (fused,) = self._rank_candidates([s], [candidates])
+        return self._all_scores(allowed, candidates, fused), candidates, s
 
-    def _rank_candidates(self, s: Signals, candidates: IntArray) -> FloatArray:
-        features = self._features(s, candidates)
-        s.candidate_features = (candidates, features)
-        if self.ranker_ is None:
-            return _fallback(
-                FusionInput(features, self.feature_names_, SIGNALS, np.array([0, len(candidates)]))
-            )
-        return self.ranker_.predict(
-            FusionInput(features, self.feature_names_, SIGNALS, np.array([0, len(candidates)]))
-        )
+    def _allowed(self, filters: SearchFilters | None) -> npt.NDArray[np.bool_]:
+        return self.catalog_.mask(filters) if filters is not None else np.ones(self.n_items_, dtype=bool)
+
+    def _all_scores(
+        self, allowed: npt.NDArray[np.bool_], candidates: IntArray, fused: FloatArray
+    ) -> FloatArray:
+        scores = np.full(self.n_items_, -np.inf, dtype=np.float32)
+        if len(candidates):
+            scores[allowed] = float(fused.min()) - 1.0
+            scores[candidates] = fused
+        return scores
+
+    def _rank_candidates(
+        self, signals: Sequence[Signals], candidates: Sequence[IntArray]
+    ) -> list[FloatArray]:
+        """The ranker's score of each query's candidates: one prediction for all the queries (a
+        tree ensemble scores rows independently; its fixed cost per call is paid once)."""
+        features = [self._features(s, rows) for s, rows in zip(signals, candidates, strict=True)]
+        for s, rows, block in zip(signals, candidates, features, strict=True):
+            s.candidate_features = (rows, block)
+        if self.ranker_ is None:  # the fixed blend standardises over each query's candidates
+            return [
+                _fallback(FusionInput(block, self.feature_names_, SIGNALS, np.array([0, len(block)])))
+                if len(block)
+                else np.zeros(0, dtype=np.float32)
+                for block in features
+            ]
+        if not sum(len(block) for block in features):
+            return [np.zeros(0, dtype=np.float32) for _ in features]
+        ptr = np.concatenate([[0], np.cumsum([len(block) for block in features])]).astype(np.int64)
+        fused = self.ranker_.predict(FusionInput(np.concatenate(features), self.feature_names_, SIGNALS, ptr))
+        return [fused[ptr[i] : ptr[i + 1]] for i in range(len(features))]
 
     def search(
         self,
@@ -679,28 +700,59 @@ class SearchEngine:
         """:meth:`Searcher.search`; ``explain=False`` leaves ``explanations`` empty (one ranker
         call fewer): the result's :meth:`~SearchResult.explain` then explains only the items a
         caller keeps, with the same numbers."""
-        if k < 1:
-            raise ConfigError(f"k must be at least 1, got {k}")
+        request = SearchRequest(query, k, history, filters, exclude_history, explain)
+        (result,) = self.search_many([request])
+        return result
+
+    def search_many(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
+        """:meth:`search` for each request, the results in order, with the numbers each would get
+        alone: the queries are encoded in one call, the item matrices are read once for all of
+        them, and one ranker call scores every query's candidates (a short query's encoding and
+        the dense product cost about as much for a few queries as for one; the service batches
+        the searches that queue while one runs)."""
+        for request in requests:
+            if request.k < 1:
+                raise ConfigError(f"k must be at least 1, got {request.k}")
+        if not requests:
+            return []
+        self._check_fitted()
         # One query's linear algebra is too small for BLAS threads; on busy cores they only spin.
         with one_blas_thread():
-            scores, candidates, s = self.score_all(query, history, filters)
-            if exclude_history and len(s.history):
-                scores[s.history] = -np.inf
-            matches = candidates[np.isfinite(scores[candidates])]
-            top = matches[np.lexsort((matches, -scores[matches]))][:k]
+            dense = self.dense_.similarities(self.dense_.encode_queries_cached([r.query for r in requests]))
+            signals = [
+                self.signals(r.query, r.history, dense={name: rows[i] for name, rows in dense.items()})
+                for i, r in enumerate(requests)
+            ]
+            allowed = [self._allowed(r.filters) for r in requests]
+            candidates = [self._candidates(s, mask) for s, mask in zip(signals, allowed, strict=True)]
+            fused = self._rank_candidates(signals, candidates)
+            return [
+                self._result(request, s, self._all_scores(mask, rows, scores), rows)
+                for request, s, mask, rows, scores in zip(
+                    requests, signals, allowed, candidates, fused, strict=True
+                )
+            ]
 
-            def explainer(items: IntArray) -> list[dict[str, float]]:
-                with one_blas_thread():
-                    return self._explain(s, items, scores[items])
+    def _result(
+        self, request: SearchRequest, s: Signals, scores: FloatArray, candidates: IntArray
+    ) -> SearchResult:
+        if request.exclude_history and len(s.history):
+            scores[s.history] = -np.inf
+        matches = candidates[np.isfinite(scores[candidates])]
+        top = matches[np.lexsort((matches, -scores[matches]))][: request.k]
 
-            return SearchResult(
-                items=top.astype(np.int64),
-                scores=scores[top].astype(np.float32),
-                facets=self.catalog_.facets(matches),
-                explanations=explainer(top) if explain else [],
-                corrected_query=" ".join(s.corrected) if s.corrected != s.tokens else None,
-                explainer=explainer,
-            )
+        def explainer(items: IntArray) -> list[dict[str, float]]:
+            with one_blas_thread():
+                return self._explain(s, items, scores[items])
+
+        return SearchResult(
+            items=top.astype(np.int64),
+            scores=scores[top].astype(np.float32),
+            facets=self.catalog_.facets(matches),
+            explanations=explainer(top) if request.explain else [],
+            corrected_query=" ".join(s.corrected) if s.corrected != s.tokens else None,
+            explainer=explainer,
+        )
 
     def _explain(self, s: Signals, top: IntArray, scores: FloatArray) -> list[dict[str, float]]:
         """``scores``: the ranker's scores of ``top`` (the ablation's baseline)."""

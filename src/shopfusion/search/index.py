@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import warnings
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache, lru_cache
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -172,12 +174,48 @@ def search_encoder(name: str) -> TextEncoder:
 QUERY_CACHE_SIZE = 4096
 
 
-@lru_cache(maxsize=QUERY_CACHE_SIZE)
-def query_vector(encoder: str, query: str) -> FloatArray:
-    """``query`` encoded by ``encoder``, read-only: the array is shared by every later hit."""
-    vector: FloatArray = search_encoder(encoder).encode([query])[0]
-    vector.setflags(write=False)
-    return vector
+class QueryVectors:
+    """Query vectors by (encoder, query), the ``size`` most recently used kept: a repeated query is
+    not encoded again (encoding is the costliest step of a search that does not depend on the
+    shopper). The queries not held are encoded together in one call (a batch of short queries
+    costs the encoder little more than one: it streams its weights once per call)."""
+
+    def __init__(self, size: int = QUERY_CACHE_SIZE) -> None:
+        self.size = size
+        self.hits = self.misses = 0
+        self._vectors: OrderedDict[tuple[str, str], FloatArray] = OrderedDict()
+        self._lock = threading.Lock()  # the service's search threads and a reload may share it
+
+    def get(self, encoder: str, queries: Sequence[str]) -> FloatArray:
+        """``(len(queries), dim)``, row ``i`` the vector of ``queries[i]``."""
+        found: dict[int, FloatArray] = {}
+        with self._lock:
+            for i, query in enumerate(queries):
+                vector = self._vectors.get((encoder, query))
+                if vector is not None:
+                    self._vectors.move_to_end((encoder, query))
+                    found[i] = vector
+            self.hits += len(found)
+        missing = list(dict.fromkeys(q for i, q in enumerate(queries) if i not in found))
+        fresh = dict(zip(missing, search_encoder(encoder).encode(missing), strict=True)) if missing else {}
+        with self._lock:
+            self.misses += len(missing)
+            for query, vector in fresh.items():
+                vector.setflags(write=False)  # shared by every later hit
+                self._vectors[(encoder, query)] = vector
+                self._vectors.move_to_end((encoder, query))
+            while len(self._vectors) > self.size:
+                self._vectors.popitem(last=False)
+        return np.stack([found[i] if i in found else fresh[q] for i, q in enumerate(queries)])
+
+    def clear(self) -> None:
+        with self._lock:
+            self._vectors.clear()
+            self.hits = self.misses = 0
+
+
+#: The process's query vectors (every engine of the process shares them: same encoder, same vector).
+query_vectors = QueryVectors()
 
 
 @dataclass
@@ -186,6 +224,9 @@ class DenseIndex:
 
     encoders: tuple[str, ...]
     vectors: dict[str, FloatArray]
+    #: Per encoder, the catalog product in float16 (:class:`HalfProduct`), made on first use;
+    #: ``None`` where PyTorch's fbgemm is missing (numpy's float32 product then).
+    _half: dict[str, HalfProduct | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -194,10 +235,10 @@ class DenseIndex:
         vectors = {name: cached_encode(search_encoder(name), texts, cache) for name in encoders}
         return cls(tuple(encoders), vectors)
 
-    def encode_query(self, query: str) -> dict[str, FloatArray]:
-        """One query's vector per encoder; repeated queries come from a bounded cache (encoding is
-        the costliest step of a search that does not depend on the shopper)."""
-        return {name: query_vector(name, query) for name in self.encoders}
+    def encode_queries_cached(self, queries: Sequence[str]) -> dict[str, FloatArray]:
+        """``(len(queries), dim)`` per encoder, through the process's bounded cache of query vectors
+        (:data:`query_vectors`): what the service asks, a batch of searches at a time."""
+        return {name: query_vectors.get(name, queries) for name in self.encoders}
 
     def warm_up(self) -> None:
         """Load every encoder's model (lazy otherwise: the first query would wait for it)."""
@@ -208,8 +249,17 @@ class DenseIndex:
         """``(len(queries), dim)`` per encoder, batched (training encodes thousands at once)."""
         return {name: search_encoder(name).encode(list(queries)) for name in self.encoders}
 
-    def similarities(self, query_vectors: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
-        return {name: self.vectors[name] @ query_vectors[name] for name in self.encoders}
+    def similarities(self, vectors: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
+        """Per encoder, ``(len(queries), n_items)``: each query's cosine with every item, from
+        ``vectors`` of shape ``(len(queries), dim)``. One product reads the item matrix (tens of
+        MB, far beyond the CPU's caches) once for all the queries, where it is memory bound."""
+        return {name: self._product(name, vectors[name]) for name in self.encoders}
+
+    def _product(self, name: str, queries: FloatArray) -> FloatArray:
+        if name not in self._half:
+            self._half[name] = HalfProduct.of(self.vectors[name])
+        half = self._half[name]
+        return half(queries) if half is not None else _products(self.vectors[name], queries)
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {f"vectors_{n}": v for n, v in self.vectors.items()}
@@ -225,3 +275,55 @@ class DenseIndex:
         except (OSError, KeyError, ValueError) as exc:
             raise ArtifactError(f"{path}: dense index unreadable ({exc}); rebuild the search index") from None
         return cls(encoders, vectors)
+
+
+def _products(items: FloatArray, queries: FloatArray) -> FloatArray:
+    """``queries @ items.T`` as ``(len(queries), len(items))``, reading ``items`` once: ``items @
+    queries.T`` keeps BLAS streaming the big row-major matrix (the transposed product made
+    OpenBLAS copy all of it first, RESULTS.md, session 8), and one query is a matrix-vector
+    product."""
+    if len(queries) == 1:
+        single: FloatArray = (items @ queries[0])[None, :]
+        return single
+    many: FloatArray = np.ascontiguousarray((items @ queries.T).T)
+    return many
+
+
+class HalfProduct:
+    """``queries @ items.T`` with the item matrix held in float16 by PyTorch's fbgemm, which
+    multiplies in float32 and returns float32: a search's catalog scan is memory bound (12k x 512
+    floats are 25 MB, far beyond the caches), so half the bytes is about half the time, and
+    several queries share one pass (numpy's float32 product of a few queries cost twice one
+    query's; RESULTS.md, session 9). The scores differ from float32 ones by ~1e-4 at most (the
+    items' rounding to float16); the ranker is trained on these same scores."""
+
+    def __init__(self, packed: Any) -> None:
+        self._packed = packed
+
+    @classmethod
+    def of(cls, items: FloatArray) -> HalfProduct | None:
+        """``None`` when PyTorch, or its fbgemm backend (x86 builds), is not installed."""
+        try:
+            import torch
+        except ImportError:
+            return None
+        if "fbgemm" not in torch.backends.quantized.supported_engines:
+            return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a note that values beyond float16's range saturate
+            return cls(
+                torch.ops.quantized.linear_prepack_fp16(torch.from_numpy(np.ascontiguousarray(items)), None)
+            )
+
+    def __call__(self, queries: FloatArray) -> FloatArray:
+        import torch
+
+        from shopfusion.retrieval._torch_utils import torch_threads
+
+        # One thread: a search's product is too small to share, and the other core is serving.
+        with torch.inference_mode(), torch_threads(1):
+            out = torch.ops.quantized.linear_dynamic_fp16(
+                torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)), self._packed
+            )
+        scores: FloatArray = out.numpy()
+        return scores

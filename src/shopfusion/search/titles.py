@@ -17,6 +17,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.special import gammaln
 
+from shopfusion.search.rows import RowSelection
 from shopfusion.search.training import KNOWN_ITEM_SIZES
 
 FloatArray = npt.NDArray[np.float32]
@@ -96,7 +97,7 @@ class TitleIndex:
             return [length, share, likelihood, generative, generative.copy()]
         wanted = np.zeros(self.typed.shape[1], dtype=np.float32)
         wanted[known] = 1.0
-        held = _RowSelection(self.typed, rows).dot(wanted)
+        held = RowSelection(self.typed, rows).dot(wanted)
         np.divide(held, length, out=share, where=length > 0)
         k = len(distinct)
         full = held >= k
@@ -123,7 +124,7 @@ class TitleIndex:
             return [phrase, prefix, share, length, in_order, weighted, span]
         wanted = np.zeros(self.words.shape[1], dtype=np.float32)
         wanted[known] = 1.0
-        held = _RowSelection(self.words, rows)
+        held = RowSelection(self.words, rows)
         named = held.dot(wanted)
         np.divide(named, self.distinct[rows], out=share, where=self.distinct[rows] > 0)
         total = float(self.idf[known].sum()) + self.unknown_idf * (len(distinct) - len(known))
@@ -142,28 +143,6 @@ class TitleIndex:
             in_order[j] = all(a < b for a, b in pairwise(positions))
             span[j] = (max(positions) - min(positions) + 1) / len(positions)
         return [phrase, prefix, share, length, in_order, weighted, span]
-
-
-class _RowSelection:
-    """``matrix[rows] @ vector`` for a few hundred ``rows`` of a CSR matrix, without scipy's row
-    selection (a new sparse matrix and its index checks: most of a title-match call). The sums
-    run as scipy's ``csr_matvec`` runs them — from zero, each row's stored entries in order — so
-    the numbers are equal bit for bit (``tests/search/test_titles.py``)."""
-
-    def __init__(self, matrix: sp.csr_matrix, rows: IntArray) -> None:
-        starts = matrix.indptr[rows]
-        lengths = matrix.indptr[rows + 1] - starts
-        # Positions of every stored entry of those rows, row after row.
-        positions = np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
-        self.data = matrix.data[positions]
-        self.columns = matrix.indices[positions]
-        self.owner = np.repeat(np.arange(len(rows)), lengths)
-        self.n = len(rows)
-
-    def dot(self, vector: FloatArray) -> FloatArray:
-        out = np.zeros(self.n, dtype=np.result_type(self.data.dtype, vector.dtype))
-        np.add.at(out, self.owner, self.data * vector[self.columns])
-        return out.astype(np.float32, copy=False)
 
 
 def generative_likelihood(

@@ -29,7 +29,7 @@ from shopfusion.serving.metrics import Metrics
 from shopfusion.serving.model import SearcherLoader, load_searcher
 from shopfusion.serving.routes import admin, events, health, pages, recommend, search
 from shopfusion.serving.security import KeyRing, RateLimiter, hash_key
-from shopfusion.serving.service import FeedRequest, NotReadyError, Ranked, Service
+from shopfusion.serving.service import FeedRequest, NotReadyError, Ranked, SearchCall, Service
 from shopfusion.serving.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -108,6 +108,12 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         settings.max_model_queue,
         metrics,
         wait_budget_s=settings.search_wait_budget_ms / 1000,
+    )
+    # Searches are batched the same way: a search that arrives while one runs waits for the thread
+    # with the others that arrive meanwhile, and they run as one engine call (the query encoder
+    # and the dense product cost about as much for a few queries as for one).
+    app.state.search_batcher = MicroBatcher[SearchCall, Ranked](
+        service.search_batch, search_gate, 0.0, settings.max_search_batch, settings.search_workers
     )
     app.state.batcher = batcher = MicroBatcher[FeedRequest, Ranked](
         service.rank_batch,

@@ -161,7 +161,9 @@ class MicroBatcher(Generic[R, T]):
         results: Sequence[T | Exception]
         try:
             # The oldest request's wait for a thread is what the shedder holds down.
-            results = await self.gate.in_thread(self.process, requests, queued_at=batch[0][2])
+            results = await self.gate.in_thread(
+                self.process, requests, queued_at=batch[0][2], requests=len(requests)
+            )
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)}")
         except Exception as exc:  # the call as a whole failed: every request in it fails alike

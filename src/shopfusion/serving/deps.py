@@ -11,11 +11,12 @@ from fastapi import Depends, Header, HTTPException, Request, Response
 from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.gate import ModelGate
 from shopfusion.serving.security import KeyRing, Role
-from shopfusion.serving.service import FeedRequest, Ranked, Service
+from shopfusion.serving.service import FeedRequest, Ranked, SearchCall, Service
 from shopfusion.serving.settings import ServiceSettings
 
 #: Recommendations and similar items, scored in micro-batches.
 FeedBatcher = MicroBatcher[FeedRequest, Ranked]
+SearchBatcher = MicroBatcher[SearchCall, Ranked]
 
 
 async def get_service(request: Request) -> Service:
@@ -34,12 +35,12 @@ async def get_gate(request: Request) -> ModelGate:
 GateDep = Annotated[ModelGate, Depends(get_gate)]
 
 
-async def get_search_gate(request: Request) -> ModelGate:
-    gate: ModelGate = request.app.state.search_gate
-    return gate
+async def get_search_batcher(request: Request) -> SearchBatcher:
+    batcher: SearchBatcher = request.app.state.search_batcher
+    return batcher
 
 
-SearchGateDep = Annotated[ModelGate, Depends(get_search_gate)]
+SearchBatcherDep = Annotated[SearchBatcher, Depends(get_search_batcher)]
 
 
 async def get_batcher(request: Request) -> FeedBatcher:

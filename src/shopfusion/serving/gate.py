@@ -53,7 +53,7 @@ class ModelGate:
         self.workers, self.max_pending, self.metrics = workers, max_pending, metrics
         self.shedder = shedder if shedder is not None else DelayShedder(0.0)
         self.wait_budget_s = wait_budget_s
-        self.job_s = 0.0  # moving average of a job's CPU time in its thread (0: none ran yet)
+        self.job_s = 0.0  # moving average of a request's CPU time in its thread (0: none ran yet)
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
 
@@ -94,9 +94,13 @@ class ModelGate:
         finally:
             self.pending -= 1
 
-    async def in_thread(self, fn: Callable[..., T], *args: object, queued_at: float | None = None) -> T:
+    async def in_thread(
+        self, fn: Callable[..., T], *args: object, queued_at: float | None = None, requests: int = 1
+    ) -> T:
         """Run ``fn`` in one of the ``workers`` scoring threads (no admission check); the time from
-        ``queued_at`` (``time.monotonic()``, default now) until it starts is the shedder's sample."""
+        ``queued_at`` (``time.monotonic()``, default now) until it starts is the shedder's sample.
+        ``requests``: how many requests the job serves (a batch); :attr:`job_s` averages the CPU
+        time per request, as :meth:`expected_wait_s` counts requests."""
         if self._limiter is None:  # created lazily: it belongs to the running event loop
             self._limiter = anyio.CapacityLimiter(self.workers)
         since = time.monotonic() if queued_at is None else queued_at
@@ -111,7 +115,7 @@ class ModelGate:
             try:
                 return fn(*args)
             finally:
-                took = time.thread_time() - started
+                took = (time.thread_time() - started) / max(requests, 1)
                 self.job_s = took if self.job_s == 0 else self.job_s + JOB_TIME_WEIGHT * (took - self.job_s)
 
         return await anyio.to_thread.run_sync(timed, limiter=self._limiter)

@@ -15,7 +15,7 @@ from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from shopfusion.data.store import SQLiteStore
 from shopfusion.errors import ShopfusionError, UnknownIdError
 from shopfusion.ranking.pipeline import RankedCandidates
 from shopfusion.retrieval.topk import top_k_indices
-from shopfusion.search.api import SearchFilters
+from shopfusion.search.api import SearchFilters, SearchRequest, SearchResult
 from shopfusion.serving.cache import LRUCache
 from shopfusion.serving.explain import Explanation, explain_item
 from shopfusion.serving.model import LoadedModel, SearcherLoader, load_model, load_searcher
@@ -94,6 +94,43 @@ class FeedRequest:
     subject: str | None
     k: int
     filters: ListFilters | None = None
+
+
+@dataclass(frozen=True)
+class SearchCall:
+    """One search to run in a batch (:meth:`Service.search_batch`), as the route received it."""
+
+    model: LoadedModel
+    query: str
+    user_id: str | None
+    k: int
+    filters: SearchFilters
+
+
+class _ForModel(Protocol):
+    @property
+    def model(self) -> LoadedModel: ...
+
+
+Asked = TypeVar("Asked", bound=_ForModel)
+Prepared = TypeVar("Prepared")
+
+
+def _by_model(
+    requests: Sequence[Asked], prepare: Callable[[Asked], Prepared], results: list[Ranked | Exception | None]
+) -> list[list[tuple[int, Prepared]]]:
+    """Each request's slot and prepared input, grouped by the model it asks for (one model call per
+    group: a reload may land between two requests of a batch). A request whose preparation fails
+    gets the exception in its slot of ``results``; it belongs to that request alone."""
+    groups: dict[int, list[tuple[int, Prepared]]] = {}
+    for slot, request in enumerate(requests):
+        try:
+            prepared = prepare(request)
+        except Exception as exc:
+            results[slot] = exc
+            continue
+        groups.setdefault(id(request.model), []).append((slot, prepared))
+    return list(groups.values())
 
 
 @dataclass(frozen=True)
@@ -253,16 +290,8 @@ class Service:
         in its slot and the others are unaffected. Scores equal those of single requests: the
         model scores each history on its own, the batch only vectorises the work."""
         results: list[Ranked | Exception | None] = [None] * len(requests)
-        groups: dict[int, list[tuple[int, list[int]]]] = {}
         changes = [self._change_count(request) for request in requests]  # before the histories
-        for slot, request in enumerate(requests):
-            try:
-                history = self._history_of(request)
-            except Exception as exc:  # it belongs to that request alone
-                results[slot] = exc
-                continue
-            groups.setdefault(id(request.model), []).append((slot, history))
-        for members in groups.values():
+        for members in _by_model(requests, self._history_of, results):
             model = requests[members[0][0]].model
             histories = [history for _, history in members]
             shortlists: list[Shortlist] | None
@@ -474,21 +503,52 @@ class Service:
         filters: SearchFilters,
         model: LoadedModel | None = None,
     ) -> Ranked:
-        model = model or self.model
-        key = self.search_key(model, query, user_id, k, filters)
-        pseudonym = self.pseudonymize(user_id) if user_id else None
-        if model.searcher is None:
+        (result,) = self.search_batch([SearchCall(model or self.model, query, user_id, k, filters)])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def search_batch(self, calls: Sequence[SearchCall]) -> list[Ranked | Exception]:
+        """Many searches with one engine call per model (:meth:`Searcher.search_many`: the
+        queries are encoded together and the item vectors read once); each result is cached like
+        :meth:`search` caches its own. Results come in order; a search that fails gets its
+        exception in its slot and the others are unaffected."""
+        results: list[Ranked | Exception | None] = [None] * len(calls)
+        for members in _by_model(calls, self._search_request, results):
+            searcher = calls[members[0][0]].model.searcher
+            assert searcher is not None  # _search_request refused the calls without one
+            found: list[SearchResult] | None
+            try:
+                found = searcher.search_many([request for _, request in members])
+            except Exception:  # find the culprit: each searches alone and fails by itself
+                found = None
+            for row, (slot, request) in enumerate(members):
+                try:
+                    result = found[row] if found is not None else searcher.search_many([request])[0]
+                    results[slot] = self._searched(calls[slot], result)
+                except Exception as exc:
+                    results[slot] = exc
+        return [r if r is not None else RuntimeError("search was not handled") for r in results]
+
+    def _search_request(self, call: SearchCall) -> SearchRequest:
+        if call.model.searcher is None:
             raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
-        history = np.asarray(self.history(model, user_id), dtype=np.int64)
-        in_stock = filters.in_stock_only or model.rules.settings.in_stock_only
+        history = np.asarray(self.history(call.model, call.user_id), dtype=np.int64)
+        filters = call.filters
+        in_stock = filters.in_stock_only or call.model.rules.settings.in_stock_only
         filters = SearchFilters(
             filters.categories, filters.brands, filters.min_price, filters.max_price, in_stock
         )
         # Ask for spares: dedupe and brand caps may drop some. Only the items kept are explained.
-        result = model.searcher.search(
-            query, k=3 * k, history=history if len(history) else None, filters=filters, explain=False
+        return SearchRequest(
+            call.query, 3 * call.k, history if len(history) else None, filters, explain=False
         )
-        items, scores = model.rules.apply(result.items.astype(np.int64), result.scores.astype(np.float32), k)
+
+    def _searched(self, call: SearchCall, result: SearchResult) -> Ranked:
+        model = call.model
+        items, scores = model.rules.apply(
+            result.items.astype(np.int64), result.scores.astype(np.float32), call.k
+        )
         ranked = Ranked(
             model,
             items,
@@ -497,7 +557,8 @@ class Service:
             signals=result.explain(items),
             corrected_query=result.corrected_query,
         )
-        self.cache.put(key, ranked, user=pseudonym)
+        key = self.search_key(model, call.query, call.user_id, call.k, call.filters)
+        self.cache.put(key, ranked, user=self.pseudonymize(call.user_id) if call.user_id else None)
         return ranked
 
     # --- explanations --------------------------------------------------------------------------

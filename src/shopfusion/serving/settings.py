@@ -98,6 +98,9 @@ class ServiceSettings(BaseSettings):
     # the 200/s target whenever other work slowed the CPU (RESULTS.md, session 5). 0: no bound
     # other than max_model_queue.
     search_wait_budget_ms: float = Field(default=40.0, ge=0)
+    # Searches that queued while one ran are run together, at most this many (one engine call:
+    # serving.service.Service.search_batch).
+    max_search_batch: int = Field(default=8, gt=0, le=64)
     # Micro-batching of recommendations and similar items: each free scoring thread takes every
     # cache miss waiting (at most max_batch) in one model call, so batches grow with the load
     # (serving.batcher). With a window > 0 an idle thread first waits up to this many

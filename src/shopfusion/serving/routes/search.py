@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 
 from shopfusion.search.api import SearchFilters
-from shopfusion.serving.deps import SearchGateDep, ServiceDep, render_search, require
+from shopfusion.serving.deps import SearchBatcherDep, ServiceDep, render_search, require
 from shopfusion.serving.routes.recommend import MAX_K
 from shopfusion.serving.schemas import SearchResponse, UserId
 from shopfusion.serving.security import Role
-from shopfusion.serving.service import SearchUnavailableError
+from shopfusion.serving.service import SearchCall, SearchUnavailableError
 
 router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require(Role.READ))])
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[Depends(require(
 @router.get("/search", response_model=SearchResponse, responses={503: {"description": "no search index"}})
 async def search(
     service: ServiceDep,
-    gate: SearchGateDep,
+    batcher: SearchBatcherDep,
     q: Annotated[str, Query(min_length=1, max_length=200, description="what the shopper typed")],
     user_id: Annotated[UserId | None, Query(description="personalise for this shopper")] = None,
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
@@ -43,5 +43,5 @@ async def search(
         raise HTTPException(503, str(exc)) from None
     cached = ranked is not None
     if ranked is None:
-        ranked = await gate.run(service.search, query, user_id, k, filters, model)
+        ranked = await batcher.submit(SearchCall(model, query, user_id, k, filters))
     return render_search(ranked, query, cached)
