@@ -50,7 +50,7 @@ start_server() {  # env assignments
   echo "server did not start" >&2; exit 1
 }
 stop_server() {
-  curl -s "$url/metrics" | grep -E '^shopfusion_(cache_hit_rate|errors_total|rejected_total)' || true
+  curl -s "$url/metrics" | grep -E '^shopfusion_(cache_hit_rate|query_vector_hit_rate|errors_total|rejected_total)' || true
   echo "server RSS: $(ps -o rss= -p "$server") kB (the first worker's parent with --workers)"
   kill "$server"; wait "$server" 2>/dev/null || true
 }

@@ -309,7 +309,7 @@ def test_a_repeated_query_is_encoded_once_and_a_batch_in_one_call(monkeypatch: p
     )
     again = cache.get("use-multilingual", ["shampoo", "red lipstick"])
     assert len(calls) == 1 and np.array_equal(again, first[[1, 0]])
-    assert (cache.hits, cache.misses) == (2, 2)
+    assert (cache.hits, cache.misses) == (2, 2) and cache.hit_rate == 0.5
     cache.get("use-multilingual", ["a", "b"])  # over the size: the least recently used goes
     assert len(calls) == 2
     cache.get("use-multilingual", ["shampoo"])

@@ -169,6 +169,7 @@ def test_metrics_expose_latency_errors_version_and_cache(client: TestClient) -> 
     assert f'shopfusion_model_info{{version="{version}"}} 1.0' in text
     assert "shopfusion_cache_hit_rate 0.5" in text
     assert "shopfusion_event_lag_seconds" in text
+    assert "shopfusion_query_vector_hit_rate" in text
 
 
 @pytest.mark.parametrize("opentelemetry", [False, True])

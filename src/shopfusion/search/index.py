@@ -208,6 +208,12 @@ class QueryVectors:
                 self._vectors.popitem(last=False)
         return np.stack([found[i] if i in found else fresh[q] for i, q in enumerate(queries)])
 
+    @property
+    def hit_rate(self) -> float:
+        """Hits over lookups since the start or the last :meth:`clear` (0 before any)."""
+        looked_up = self.hits + self.misses
+        return self.hits / looked_up if looked_up else 0.0
+
     def clear(self) -> None:
         with self._lock:
             self._vectors.clear()

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.search.index import query_vectors
 from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.batcher import MicroBatcher
 from shopfusion.serving.fastpath import CachedListMiddleware, PlainLists
@@ -168,6 +169,7 @@ def _bind_metrics(metrics: Metrics, service: Service) -> None:
     metrics.bind(metrics.cache_hits, lambda: service.cache.hits)
     metrics.bind(metrics.cache_misses, lambda: service.cache.misses)
     metrics.bind(metrics.cache_hit_rate, lambda: service.cache.hit_rate)
+    metrics.bind(metrics.query_vector_hit_rate, lambda: query_vectors.hit_rate)
     metrics.bind(metrics.event_lag, lambda: service.last_event_lag_s)
     metrics.bind(metrics.events, lambda: service.events_received)
     metrics.bind(metrics.reload_failures, lambda: service.reload_failures)

@@ -53,6 +53,11 @@ class Metrics:
             "shopfusion_cache_hit_rate", "Response cache hit rate since start", registry=r
         )
 
+        self.query_vector_hit_rate = Gauge(
+            "shopfusion_query_vector_hit_rate",
+            "Share of search queries whose vectors came from the query-vector cache, since start",
+            registry=r,
+        )
         self.precomputed = Gauge(
             "shopfusion_precomputed_lists",
             "Lists cached by the start-up precomputation (WARM_USERS, WARM_ITEMS) so far",
