@@ -73,8 +73,18 @@ settle() {  # until the server answers /healthz within 20 ms three times running
   done
   echo "server still slow to answer after 60 s (load $(load))" >&2
 }
+probe() {  # this machine's speed now: its speed swings within minutes (RESULTS.md, session 8)
+  "$sf/python" -c 'import time, numpy as np
+from threadpoolctl import threadpool_limits
+m = np.random.default_rng(0).random((12101, 512), dtype=np.float32); v = m[0].copy()
+with threadpool_limits(1):
+    m @ v; t = time.perf_counter()
+    for _ in range(200): m @ v
+print(f"machine probe: {(time.perf_counter() - t) * 5:.2f} ms per 12101x512 float32 mat-vec on one core")'
+}
 three_runs() {  # endpoint json tag
   settle
+  probe
   bench "$1" 0 "${connections[$1]}" "$2" "$1 $3: sustainable (closed loop)"
   local sustainable; sustainable=$(ok_rps "$2")
   bench "$1" "${target[$1]}" "$open_connections" "$2" "$1 $3: target rate"
