@@ -161,10 +161,13 @@ class _Catalog:
 
     def __post_init__(self) -> None:
         # Facet values as integer codes: counting a result set's facets is one bincount.
-        self._codes = {
-            name: pd.factorize(pd.Series(values, dtype=object), sort=True)
-            for name, values in (("category", self.category), ("brand", self.brand))
-        }
+        self._codes: dict[str, tuple[IntArray, list[str], npt.NDArray[np.bool_]]] = {}
+        for name, values in (("category", self.category), ("brand", self.brand)):
+            codes, uniques = pd.factorize(pd.Series(values, dtype=object), sort=True)
+            names = [str(u) for u in uniques]
+            # Which codes name a value (an empty one is no facet value), read once: a pandas
+            # Index compared per search cost more than counting the facets.
+            self._codes[name] = (codes, names, np.array([u != "" for u in names], dtype=bool))
 
     @classmethod
     def from_frame(cls, catalog: pd.DataFrame) -> _Catalog:
@@ -209,15 +212,15 @@ class _Catalog:
 
     def facets(self, items: IntArray, limit: int = 20) -> dict[str, list[FacetValue]]:
         out: dict[str, list[FacetValue]] = {}
-        for name, (codes, uniques) in self._codes.items():
+        for name, (codes, uniques, named) in self._codes.items():
             counts = np.bincount(codes[items], minlength=len(uniques)) if len(items) else np.zeros(0)
             # Only the values present (a Python loop over every brand cost more than the ranking);
             # uniques are sorted, so a stable sort by count keeps equal counts in value order.
             present = np.flatnonzero(counts)
-            present = present[uniques[present] != ""]
+            present = present[named[present]]
             ordered = present[np.argsort(-counts[present], kind="stable")][:limit].tolist()
             if ordered:
-                out[name] = [FacetValue(str(uniques[j]), int(counts[j])) for j in ordered]
+                out[name] = [FacetValue(uniques[j], int(counts[j])) for j in ordered]
         return out
 
     def arrays(self) -> dict[str, npt.NDArray[Any]]:
@@ -570,8 +573,13 @@ class SearchEngine:
             plausible = allowed & (lexical > 0)
             pools.append(_top(s.affinity, cfg.personal_candidates, plausible & (s.affinity > 0)))
         candidates = np.unique(np.concatenate(pools))
-        if len(s.history):
-            candidates = candidates[~np.isin(candidates, s.history)]
+        if len(s.history) and len(candidates):
+            # candidates are sorted and distinct: each history item is found by bisection
+            # (np.isin sorted both arrays again, a tenth of the candidate step)
+            at = np.minimum(np.searchsorted(candidates, s.history), len(candidates) - 1)
+            seen = np.zeros(len(candidates), dtype=bool)
+            seen[at[candidates[at] == s.history]] = True
+            candidates = candidates[~seen]
         return candidates
 
     def _features(self, s: Signals, rows: IntArray) -> FloatArray:

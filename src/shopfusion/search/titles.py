@@ -8,6 +8,7 @@ over sets.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from itertools import pairwise
 from math import comb
@@ -156,7 +157,9 @@ def generative_likelihood(
     run from a long one that holds them scattered: the words a known-item shopper types are
     likelier to have come from the former."""
     n, k = len(typed), len(query)
-    size = float(np.mean(np.minimum(n, np.asarray(sizes)) == k)) if n else 0.0
+    # Plain Python on these few numbers: numpy's per-call cost on scalars was most of a call, and
+    # the ranker asks for every candidate that holds the query (several per search).
+    size = sum(min(n, s) == k for s in sizes) / len(sizes) if n else 0.0
     if size == 0.0 or k == 0:
         return float("nan")
     wanted = list(query)
@@ -168,4 +171,4 @@ def generative_likelihood(
             if wanted[j - 1] == word:
                 ways[j] += ways[j - 1]
     p = size * (0.5 * runs / (n - k + 1) + 0.5 * ways[k] / comb(n, k))
-    return float(np.log(p)) if p > 0 else float("nan")
+    return math.log(p) if p > 0 else float("nan")
