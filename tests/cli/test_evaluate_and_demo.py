@@ -11,6 +11,7 @@ from tests_support import write_s3rec_folder
 from typer.testing import CliRunner
 
 from shopfusion.cli import app
+from shopfusion.search.engine import SearchEngine
 
 runner = CliRunner()
 
@@ -66,3 +67,6 @@ def test_demo_runs_end_to_end_and_ends_serving_the_storefront(
     assert served["port"] == 8123 and served["settings"]["artifact"] == tmp_path / "artifact"
     assert served["settings"]["storefront_key"] and served["settings"]["admin_key_hashes"]
     assert (tmp_path / "artifact" / "manifest.json").exists()
+    # ... with its search index, so the storefront's search box answers (the Chinese sample too)
+    engine = SearchEngine.load(tmp_path / "artifact" / "search")
+    assert len(engine.search("手机", k=3).items) == 3

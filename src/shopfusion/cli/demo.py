@@ -2,8 +2,8 @@
 
 It builds the bilingual sample shop, ingests it into the embedded store (the same
 path a real shop's files take), trains every candidate source, evaluates them
-honestly, writes a Markdown report with a chart, trains the fused pipeline into an
-artifact and serves the storefront on it at a printed URL (``--no-serve`` stops
+honestly, writes a Markdown report with a chart, trains the fused pipeline and the search
+index into an artifact and serves the storefront on it at a printed URL (``--no-serve`` stops
 before serving, as tests and CI do; so does ``SHOPFUSION_DEMO_NO_SERVE=1``).
 """
 
@@ -30,6 +30,7 @@ from shopfusion.evaluation.benchmark import run_rec_benchmark
 from shopfusion.evaluation.report import render_report
 from shopfusion.ranking.pipeline import FusionRetriever
 from shopfusion.retrieval.base import TrainData
+from shopfusion.search.engine import SearchEngine
 from shopfusion.serving.security import hash_key
 
 DEMO_MODELS = ("popularity", "item2item", "als")
@@ -94,7 +95,10 @@ def demo(
     histories = dataset.interactions.histories()
     model = FusionRetriever(config.model_dump()).fit(TrainData(histories, dataset.catalog))
     artifact = save_artifact(workdir / "artifact", model, dataset, histories)
-    console.print(f"artifact {artifact}")
+    # The storefront's search box needs the search index, as `shopfusion train` builds it (~20 s
+    # on the sample shop; without it every search answered 503 "no search index").
+    SearchEngine().fit(dataset.catalog, histories, dataset.search_clicks).save(artifact / "search")
+    console.print(f"artifact {artifact} (with its search index)")
     if not serve or os.environ.get("SHOPFUSION_DEMO_NO_SERVE") == "1":
         console.print(
             f"serve it with: shopfusion serve --artifact {artifact} --report-dir {workdir / 'report'}"
