@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from tests_support import search_alone
 
 from shopfusion.data.dataset import Dataset
 from shopfusion.encoders.text import LazyModel
@@ -327,14 +328,7 @@ def test_a_batch_of_searches_equals_each_search_alone(engine: SearchEngine) -> N
     ]
     together = engine.search_many(requests)
     for request, batched in zip(requests, together, strict=True):
-        alone = engine.search(
-            request.query,
-            k=request.k,
-            history=request.history,
-            filters=request.filters,
-            exclude_history=request.exclude_history,
-            explain=request.explain,
-        )
+        alone = search_alone(engine, request)
         assert np.array_equal(batched.items, alone.items), request.query
         np.testing.assert_allclose(batched.scores, alone.scores, rtol=1e-5, atol=1e-6)
         assert batched.facets == alone.facets and batched.corrected_query == alone.corrected_query

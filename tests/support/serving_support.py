@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 from fastapi.testclient import TestClient
+from tests_support import search_alone
 
 from shopfusion.artifact import load_artifact, save_artifact
 from shopfusion.config import parse_config
@@ -151,17 +152,7 @@ class KeywordSearcher:
 
     def search_many(self, requests: Sequence[SearchRequest]) -> list[SearchResult]:
         self.batches.append(len(requests))
-        return [
-            self.search(
-                r.query,
-                k=r.k,
-                history=r.history,
-                filters=r.filters,
-                exclude_history=r.exclude_history,
-                explain=r.explain,
-            )
-            for r in requests
-        ]
+        return [search_alone(self, r) for r in requests]
 
 
 def find_chromium() -> str | None:

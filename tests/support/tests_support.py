@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from shopfusion.retrieval.scores import Proposals
+from shopfusion.search.api import Searcher, SearchRequest, SearchResult
 
 
 def write_s3rec_folder(folder: Path, n_users: int = 80, seed: int = 0) -> Path:
@@ -53,3 +54,15 @@ def write_yoochoose_folder(folder: Path, n_sessions: int = 300, seed: int = 0, b
 def proposed(proposals: Proposals) -> set[tuple[int, int, float]]:
     """A source's proposals as a set of (request row, item, rank): the forms list them in any order."""
     return set(zip(proposals.rows.tolist(), proposals.items.tolist(), proposals.ranks.tolist(), strict=True))
+
+
+def search_alone(searcher: Searcher, request: SearchRequest) -> SearchResult:
+    """``request`` through ``searcher.search`` (one search, no batch)."""
+    return searcher.search(
+        request.query,
+        k=request.k,
+        history=request.history,
+        filters=request.filters,
+        exclude_history=request.exclude_history,
+        explain=request.explain,
+    )

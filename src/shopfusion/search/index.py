@@ -230,8 +230,9 @@ class DenseIndex:
 
     encoders: tuple[str, ...]
     vectors: dict[str, FloatArray]
-    #: Per encoder, the catalog product in float16 (:class:`HalfProduct`), made on first use;
-    #: ``None`` where PyTorch's fbgemm is missing (numpy's float32 product then).
+    #: Per encoder, the catalog product in float16 (:class:`HalfProduct`), made by
+    #: :meth:`warm_up` (a loaded index) or on first use (a new build); ``None`` where PyTorch's
+    #: fbgemm is missing (numpy's float32 product then).
     _half: dict[str, HalfProduct | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
@@ -247,9 +248,12 @@ class DenseIndex:
         return {name: query_vectors.get(name, queries) for name in self.encoders}
 
     def warm_up(self) -> None:
-        """Load every encoder's model (lazy otherwise: the first query would wait for it)."""
+        """Load every encoder's model and pack every float16 catalog product (lazy otherwise: the
+        first query after a load would wait for them, ~0.2 s a product, seconds with PyTorch's
+        import)."""
         for name in self.encoders:
             search_encoder(name).encode(["warm up"])
+            self._half_product(name)
 
     def encode_queries(self, queries: Sequence[str]) -> dict[str, FloatArray]:
         """``(len(queries), dim)`` per encoder, batched (training encodes thousands at once)."""
@@ -262,10 +266,13 @@ class DenseIndex:
         return {name: self._product(name, vectors[name]) for name in self.encoders}
 
     def _product(self, name: str, queries: FloatArray) -> FloatArray:
+        half = self._half_product(name)
+        return half(queries) if half is not None else _products(self.vectors[name], queries)
+
+    def _half_product(self, name: str) -> HalfProduct | None:
         if name not in self._half:
             self._half[name] = HalfProduct.of(self.vectors[name])
-        half = self._half[name]
-        return half(queries) if half is not None else _products(self.vectors[name], queries)
+        return self._half[name]
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {f"vectors_{n}": v for n, v in self.vectors.items()}
