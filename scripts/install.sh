@@ -4,7 +4,7 @@
 # torch==2.13.0 and installed first (any other spec pulls a multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-extras="${SHOPFUSION_EXTRAS:-dev,report,text,image,faiss,seq,serve,search}"
+extras="${SHOPFUSION_EXTRAS:-dev,report,text,image,faiss,seq,serve,search,fast}"
 python="${PYTHON:-python3}"
 # The storefront's browser tests drive the system Chromium (no browser download); Debian's
 # package and a CJK font are installed when missing and we may (root); otherwise they skip.

@@ -95,8 +95,16 @@ def test_serve_with_two_workers_shares_events_between_them(sample_artifact: Path
 
 
 def _feed(url: str) -> list[str]:
-    # A fresh connection per request: uvicorn's workers share the listening socket.
-    response = httpx.get(f"{url}/v1/recommend", params={"user_id": "u0002", "k": 5})
+    # A fresh connection per request: uvicorn's workers share the listening socket. /readyz
+    # answered by one worker says nothing of the other, which may still be loading (503 until
+    # it is ready): such an answer is retried, any other is a failure.
+    deadline = time.monotonic() + 60
+    while True:
+        response = httpx.get(f"{url}/v1/recommend", params={"user_id": "u0002", "k": 5})
+        if response.status_code != 503 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert response.status_code == 200, response.text
     return [item["item_id"] for item in response.json()["items"]]
 
 
