@@ -18,9 +18,9 @@ pytest.importorskip("lleaves")  # the `fast` extra, installed by scripts/install
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("SHOPFUSION_CACHE", str(tmp_path / "embeddings"))
+    monkeypatch.setenv("SHOPFUSION_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("SHOPFUSION_NO_COMPILE", raising=False)
-    return tmp_path / "compiled"
+    return tmp_path / "cache" / "compiled"
 
 
 def fitted() -> tuple[LambdaMARTFusion, FusionInput]:

@@ -28,7 +28,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from shopfusion.encoders.cache import cache_dir
+from shopfusion.encoders.cache import DEFAULT_DIR
+from shopfusion.encoders.cache import ENV_VAR as CACHE_ENV_VAR
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ class CompiledTrees:
 
 
 def default_dir() -> Path:
-    """``compiled/`` beside the embedding cache (``$SHOPFUSION_CACHE``'s parent folder rules)."""
-    return cache_dir().parent / "compiled"
+    """``$SHOPFUSION_CACHE/compiled`` when that is set, else ``~/.cache/shopfusion/compiled``."""
+    chosen = os.environ.get(CACHE_ENV_VAR)
+    return Path(chosen).expanduser() / "compiled" if chosen else DEFAULT_DIR.expanduser().parent / "compiled"
 
 
 _compile_lock = threading.Lock()  # LLVM's global state: one compilation at a time per process
