@@ -3,11 +3,11 @@
 LightGBM's own predictor walks each tree node by node through generic data structures: a
 search's ~250 candidates through the 127 trees of the Beauty ranker take ~0.65–1 ms, the largest
 single step of a served search after the query encoding. ``lleaves`` turns every tree into
-branches of machine code; the same rows take ~0.08 ms (RESULTS.md, session 10), with the same
-numbers: both compare each float64 feature with the same float64 thresholds in the same trees,
-and sum the leaves in the same order (differences of ~1e-15 measured, from the summation).
+branches of machine code; the same rows take ~0.07 ms (RESULTS.md, session 10), with the same
+numbers: both compare each float64 feature with the same float64 thresholds in the same trees
+and add up the same leaf values (differences of ~1e-15 measured: the order of the additions).
 
-Compiling takes seconds (2.8 s for the Beauty ranker), so the machine code is kept in a cache
+Compiling takes seconds (1.5–2.8 s for the Beauty ranker), so the machine code is kept in a cache
 folder under a name that holds everything it depends on (the model's digest, the compiler's
 versions, this CPU's name and features); the service's workers and every reload then load it in
 milliseconds. A compiled model is checked against LightGBM on probe rows before it is used.
