@@ -62,12 +62,9 @@ class CompiledTrees:
         if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
             return None
         try:
-            import lleaves  # noqa: F401
-            import llvmlite.binding as llvm  # noqa: F401
-        except ImportError:
-            return None
-        try:
             compiled = cls(_compile(model_text, directory or default_dir()))
+        except ImportError:  # the `fast` extra is not installed
+            return None
         except Exception as exc:  # an LLVM or cache failure: LightGBM still predicts correctly
             log.warning("compiling the tree model failed (%s); LightGBM predicts instead", exc)
             return None

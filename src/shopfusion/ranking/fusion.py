@@ -283,13 +283,14 @@ class LambdaMARTFusion(Fusion):
         self.model_text_ = booster.model_to_string(num_iteration=booster.best_iteration)
         self.booster_ = lgb.Booster(model_str=self.model_text_)
         self.best_iteration_ = int(booster.best_iteration)
+        # Not compiled: training predicts few times, and compiling costs seconds (see restore).
+        self.compiled_: CompiledTrees | None = None
         return self
 
     def predict(self, data: FusionInput) -> FloatArray:
         booster = self._require("booster_")
-        compiled: CompiledTrees | None = getattr(self, "compiled_", None)
-        if compiled is not None:
-            return compiled.predict(data.features).astype(np.float32)
+        if self.compiled_ is not None:
+            return self.compiled_.predict(data.features).astype(np.float32)
         return np.asarray(booster.predict(data.features, num_threads=1), dtype=np.float32)
 
     def contributions(self, data: FusionInput) -> FloatArray:
@@ -311,8 +312,7 @@ class LambdaMARTFusion(Fusion):
         self.model_text_ = str(arrays["model_text"])
         self.booster_ = lgb.Booster(model_str=self.model_text_)
         # A loaded model is about to serve: its trees as machine code, the same scores ~10x
-        # faster (None without lleaves; see shopfusion.ranking.compiled). A fresh fit is not
-        # compiled: training predicts few times, and compiling costs seconds.
+        # faster (None without lleaves; see shopfusion.ranking.compiled).
         self.compiled_ = CompiledTrees.of(self.model_text_, self.booster_)
 
 
