@@ -130,3 +130,92 @@ def test_a_plain_miss_is_scored_from_the_fast_path_with_the_routes_bytes(client:
     metrics = client.get("/metrics").text
     assert 'shopfusion_requests_total{route="/v1/recommend",status="200"} 2.0' in metrics
     assert 'shopfusion_requests_total{route="/v1/similar/{item_id}",status="200"} 1.0' in metrics
+
+
+def test_a_plain_search_is_served_by_the_fast_path_with_the_routes_bytes(client: TestClient) -> None:
+    fast = _fast(client)
+    params = {"q": " phone ", "user_id": "u0001", "k": "4"}
+    scored = client.get("/v1/search", params=params)
+    assert scored.status_code == 200 and not scored.json()["cached"] and fast.scored == 1
+    assert scored.json()["query"] == "phone" and len(scored.json()["items"]) == 4
+    hit = client.get("/v1/search", params=params)
+    assert hit.json()["cached"] and fast.served == 1
+    client.app.state.service.cache.clear()  # type: ignore[attr-defined]
+    # k given twice (the last counts): not plain, so the route computes and renders the same search.
+    routed = client.get("/v1/search?q=+phone+&user_id=u0001&k=4&k=4")
+    assert (fast.scored, fast.served) == (1, 1)
+    assert scored.content == routed.content
+    assert scored.headers["content-length"] == routed.headers["content-length"]
+    assert client.get("/v1/search?q=+phone+&user_id=u0001&k=4&k=4").content == hit.content
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_requests_total{route="/v1/search",status="200"} 4.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        ("/v1/search", 422),
+        ("/v1/search?q=", 422),
+        ("/v1/search?q=+++", 422),
+        ("/v1/search?q=" + "a" * 201, 422),
+        ("/v1/search?q=phone&k=0", 422),
+        ("/v1/search?q=phone&k=101", 422),
+        ("/v1/search?q=phone&user_id=", 422),
+        ("/v1/search?q=phone&user_id=u0001%0A", 422),
+        ("/v1/search?q=phone&q=tv", 200),
+        ("/v1/search?q=phone&brand=Sony", 200),
+        ("/v1/search?q=phone&in_stock=true", 200),
+    ],
+)
+def test_anything_but_a_plain_search_goes_to_the_route(client: TestClient, path: str, status: int) -> None:
+    fast = _fast(client)
+    assert client.get(path).status_code == status
+    assert (fast.served, fast.scored, fast.refused) == (0, 0, 0)
+
+
+def test_the_longest_plain_query_is_served_by_the_fast_path(client: TestClient) -> None:
+    fast = _fast(client)
+    assert client.get("/v1/search", params={"q": "phone " + "a" * 194}).status_code == 200
+    assert fast.scored == 1
+
+
+def test_a_plain_search_the_search_gate_refuses_is_refused_before_routing(client: TestClient) -> None:
+    fast = _fast(client)
+    state = client.app.state  # type: ignore[attr-defined]
+    state.search_gate.pending = state.search_gate.max_pending  # the searches' queue is full
+    refused = client.get("/v1/search", params={"q": "tv", "user_id": "u0002"})
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+    assert refused.json() == {"detail": "the model is at capacity; retry shortly"}
+    assert fast.refused == 1 and fast.scored == 0
+    assert state.gate.metrics.rejected.labels("model_busy")._value.get() == 1
+    state.search_gate.pending = 0
+    assert client.get("/v1/search", params={"q": "tv", "user_id": "u0002"}).status_code == 200
+    assert fast.scored == 1
+    metrics = client.get("/metrics").text
+    assert 'shopfusion_requests_total{route="/v1/search",status="503"} 1.0' in metrics
+
+
+def test_without_a_search_index_a_plain_search_gets_the_routes_503(client_factory: ClientFactory) -> None:
+    client = client_factory(search=False)
+    fast = _fast(client)
+    response = client.get("/v1/search", params={"q": "phone"})
+    assert response.status_code == 503 and "no search index" in response.json()["detail"]
+    assert (fast.served, fast.scored, fast.refused) == (0, 0, 0)
+
+
+def test_a_search_that_fails_in_the_engine_is_answered_by_the_route(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fast = _fast(client)
+    service = client.app.state.service  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def broken(calls_: object) -> list[Exception]:
+        calls.append(1)
+        return [RuntimeError("engine down")]
+
+    monkeypatch.setattr(service, "search_batch", broken)
+    client.app.state.search_batcher.process = broken  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError, match="engine down"):  # TestClient re-raises the route's 500
+        client.get("/v1/search", params={"q": "phone"})
+    assert len(calls) == 2 and fast.scored == 0  # tried here, then once more by the route

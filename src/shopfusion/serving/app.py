@@ -148,7 +148,12 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(
-        CachedListMiddleware, service=service, max_k=recommend.MAX_K, gate=gate, batcher=batcher
+        CachedListMiddleware,
+        service=service,
+        max_k=recommend.MAX_K,
+        gate=gate,
+        batcher=batcher,
+        search_batcher=app.state.search_batcher,
     )
     app.add_middleware(
         GuardMiddleware,

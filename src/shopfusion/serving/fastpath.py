@@ -16,6 +16,11 @@ here too, and its list is rendered as the route would render it: FastAPI's routi
 solving and validation were about a quarter of the CPU of a scored request (py-spy, RESULTS.md,
 session 5). A request the model cannot answer (an unknown id found only while scoring, ...) goes
 to the route, which answers with its usual error.
+
+A plain ``GET /v1/search`` (only ``q``, ``user_id`` and ``k``; ``q`` within the route's bounds and
+not blank) is served the same way: a hit from the cache, a miss through the search batcher, whose
+gate refuses (503) as the route's would. Routing, dependency solving and validation took about a
+fifth of a served search's CPU on the event loop (py-spy, RESULTS.md, session 11).
 """
 
 from __future__ import annotations
@@ -29,14 +34,18 @@ from fastapi import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shopfusion.errors import ShopfusionError
+from shopfusion.search.api import SearchFilters
 from shopfusion.serving.batcher import MicroBatcher
-from shopfusion.serving.deps import render_list
+from shopfusion.serving.deps import render_list, render_search
 from shopfusion.serving.gate import ModelGate, drawn_early
-from shopfusion.serving.guard import prerendered
-from shopfusion.serving.service import FeedRequest, Key, Ranked, Service
+from shopfusion.serving.guard import prerendered, reply
+from shopfusion.serving.service import FeedRequest, Key, Ranked, SearchCall, Service
 
 _ID = re.compile(r"[^\r\n\t]{1,256}")  # schemas.UserId / ItemId, matched whole (fullmatch)
 _SIMILAR = "/v1/similar/"
+_SEARCH = "/v1/search"
+MAX_QUERY_CHARS = 200  # the search route's bound on q
+_NO_FILTERS = SearchFilters()  # what the route builds from a request without filters
 
 
 @dataclass(frozen=True)
@@ -46,23 +55,29 @@ class RouteLabel:
     path: str
 
 
-_ROUTES = {"recommend": RouteLabel("/v1/recommend"), "similar": RouteLabel("/v1/similar/{item_id}")}
+_ROUTES = {
+    "recommend": RouteLabel("/v1/recommend"),
+    "similar": RouteLabel("/v1/similar/{item_id}"),
+    "search": RouteLabel(_SEARCH),
+}
 _MODEL_BUSY = prerendered(503, "the model is at capacity; retry shortly", {"Retry-After": "1"})
 _LOOKUP = "shopfusion.plain_list"  # scope key of :meth:`PlainLists.lookup`'s answer
 
 
 @dataclass(frozen=True)
 class PlainRead:
-    """A plain ``recommend`` / ``similar`` request: its route, cache key, subject and ``k``."""
+    """A plain ``recommend`` / ``similar`` / ``search`` request: its route, cache key, subject
+    (the shopper, or the item of ``similar``), ``k`` and, for a search, the query (stripped)."""
 
-    name: Literal["recommend", "similar"]
+    name: Literal["recommend", "similar", "search"]
     key: Key
     subject: str | None
     k: int
+    query: str = ""
 
 
 class PlainLists:
-    """Which requests are plain ``recommend`` / ``similar`` reads, and their cache keys."""
+    """Which requests are plain ``recommend`` / ``similar`` / ``search`` reads, and their cache keys."""
 
     def __init__(self, service: Service, max_k: int) -> None:
         self.service, self.max_k = service, max_k
@@ -73,7 +88,7 @@ class PlainLists:
         return found is not None and found.key in self.service.cache
 
     def lookup(self, scope: Scope) -> PlainRead | None:
-        """The route (``recommend`` | ``similar``) and cache key of a plain, valid request.
+        """The route (``recommend`` | ``similar`` | ``search``) and cache key of a plain, valid request.
 
         Kept in the scope: under overload the guard's exemption check and the fast path both ask,
         and the key costs a query-string parse and a keyed hash of the shopper's id."""
@@ -86,12 +101,14 @@ class PlainLists:
         if self.service.settings.read_requires_key:
             return None
         params = _params(scope["query_string"])
+        path: str = scope["path"]
+        if path == _SEARCH:
+            return self._search(params)
         if params is None or not params.keys() <= {"user_id", "session_id", "k"}:
             return None
         k = _k(params.pop("k", "10"), self.max_k)
         if k is None or any(not _ID.fullmatch(v) for v in params.values()):
             return None
-        path: str = scope["path"]
         try:
             model = self.service.model
             if path == "/v1/recommend":
@@ -104,6 +121,24 @@ class PlainLists:
             return None
         return None
 
+    def _search(self, params: dict[str, str] | None) -> PlainRead | None:
+        if params is None or "q" not in params or not params.keys() <= {"q", "user_id", "k"}:
+            return None
+        raw = params["q"]
+        query = raw.strip()
+        user = params.get("user_id")
+        k = _k(params.get("k", "10"), self.max_k)
+        if not query or len(raw) > MAX_QUERY_CHARS or k is None:
+            return None
+        if user is not None and not _ID.fullmatch(user):
+            return None
+        try:
+            model = self.service.model
+            key = self.service.search_key(model, query, user, k, _NO_FILTERS)
+        except ShopfusionError:  # not ready, no search index: the route answers
+            return None
+        return PlainRead("search", key, user, k, query)
+
 
 class CachedListMiddleware:
     def __init__(
@@ -113,8 +148,12 @@ class CachedListMiddleware:
         max_k: int,
         gate: ModelGate | None = None,
         batcher: MicroBatcher[FeedRequest, Ranked] | None = None,
+        search_batcher: MicroBatcher[SearchCall, Ranked] | None = None,
     ) -> None:
+        """``gate`` and ``batcher`` score plain feed misses here; ``search_batcher`` (its own gate
+        admits) plain search misses. Without them those misses go to the routes."""
         self.app, self.service, self.gate, self.batcher = app, service, gate, batcher
+        self.search_batcher = search_batcher
         self.lists = PlainLists(service, max_k)
         self.served = 0  # requests answered here (tests and profiling read it)
         self.refused = 0  # misses refused here
@@ -123,6 +162,9 @@ class CachedListMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET":
             found = self.lists.lookup(scope)
+            if found is not None and found.name == "search":
+                await self._search(scope, receive, send, found)
+                return
             if found is not None:
                 # A miss is counted where it is scored: here when a batcher is at hand.
                 scored_here = self.gate is not None and self.batcher is not None
@@ -160,10 +202,36 @@ class CachedListMiddleware:
         self.scored += 1
         await render_list(ranked, read.name, False)(scope, receive, send)
 
+    async def _search(self, scope: Scope, receive: Receive, send: Send, read: PlainRead) -> None:
+        batcher = self.search_batcher
+        ranked = self.service.cache.get(read.key, count_miss=batcher is not None)
+        if ranked is not None:
+            self.served += 1
+            scope["route"] = _ROUTES["search"]
+            await render_search(ranked, read.query, True)(scope, receive, send)
+            return
+        if batcher is None:
+            await self.app(scope, receive, send)
+            return
+        scope["route"] = _ROUTES["search"]
+        try:
+            call = SearchCall(self.service.model, read.query, read.subject, read.k, _NO_FILTERS)
+            ranked = await batcher.submit(call)
+        except HTTPException as exc:  # refused by the search gate, or late in its queue
+            self.refused += 1
+            await reply(send, exc.status_code, str(exc.detail), exc.headers)
+            return
+        except Exception:  # the route runs it again and answers as it always does
+            await self.app(scope, receive, send)
+            return
+        self.scored += 1
+        await render_search(ranked, read.query, False)(scope, receive, send)
+
     async def _score(self, read: PlainRead) -> Ranked | None:
         assert self.batcher is not None
         try:
-            return await self.batcher.submit(FeedRequest(self.service.model, read.name, read.subject, read.k))
+            kind: Literal["recommend", "similar"] = "similar" if read.name == "similar" else "recommend"
+            return await self.batcher.submit(FeedRequest(self.service.model, kind, read.subject, read.k))
         except ShopfusionError:
             return None
 

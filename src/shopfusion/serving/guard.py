@@ -26,7 +26,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,7 +70,7 @@ class LoopLag:
             self.ticks += 1
 
 
-def prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Message, Message]:
+def prerendered(status: int, detail: str, headers: Mapping[str, str]) -> tuple[Message, Message]:
     """The two ASGI messages of a small JSON error response, to build once and send often."""
     body = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
@@ -85,7 +85,8 @@ def prerendered(status: int, detail: str, headers: dict[str, str]) -> tuple[Mess
 _OVERLOADED = prerendered(503, "the service is at capacity; retry shortly", {"Retry-After": "1"})
 
 
-async def _reply(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+async def reply(send: Send, status: int, detail: str, headers: Mapping[str, str] | None = None) -> None:
+    """Send a small JSON error response (``{"detail": ...}``), as FastAPI renders an HTTPException."""
     start, body = prerendered(status, detail, headers or {})
     await send(start)
     await send(body)
@@ -129,14 +130,14 @@ class GuardMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if int(headers.get("content-length", "0") or 0) > self.max_body_bytes:
             self.metrics.rejected.labels("too_large").inc()
-            await _reply(send, 413, f"request body over {self.max_body_bytes} bytes; send smaller batches")
+            await reply(send, 413, f"request body over {self.max_body_bytes} bytes; send smaller batches")
             return
         # The limit follows the key when there is one (hashed: raw keys never become labels).
         client = hash_key(headers["x-api-key"]) if headers.get("x-api-key") else _address(scope)
         allowed, wait = self.limiter.allow(client)
         if not allowed:
             self.metrics.rejected.labels("rate_limited").inc()
-            await _reply(
+            await reply(
                 send, 429, "rate limit exceeded; slow down", {"Retry-After": str(max(1, math.ceil(wait)))}
             )
             return
@@ -173,7 +174,7 @@ class GuardMiddleware:
         except BodyTooLargeError:
             status = 413
             self.metrics.rejected.labels("too_large").inc()
-            await _reply(send, 413, f"request body over {self.max_body_bytes} bytes; send smaller batches")
+            await reply(send, 413, f"request body over {self.max_body_bytes} bytes; send smaller batches")
         finally:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
