@@ -19,8 +19,9 @@ to the route, which answers with its usual error.
 
 A plain ``GET /v1/search`` (only ``q``, ``user_id`` and ``k``; ``q`` within the route's bounds and
 not blank) is served the same way: a hit from the cache, a miss through the search batcher, whose
-gate refuses (503) as the route's would. Routing, dependency solving and validation took about a
-fifth of a served search's CPU on the event loop (py-spy, RESULTS.md, session 11).
+gate refuses (503) as the route's would. FastAPI's routing, dependency solving and validation
+were ~5% of a search worker's CPU samples (py-spy), and without them the search p99 at 200/s was
+lower in each of three alternating runs against the routed code (RESULTS.md, session 11).
 """
 
 from __future__ import annotations
