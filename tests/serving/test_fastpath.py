@@ -73,7 +73,10 @@ def test_reads_that_need_a_key_never_take_the_fast_path(client_factory: ClientFa
     assert client.get("/v1/recommend", params={"user_id": "u0001"}, headers=key).status_code == 200
     assert client.get("/v1/recommend", params={"user_id": "u0001"}).status_code == 401
     assert client.get("/v1/recommend", params={"user_id": "u0001"}, headers=key).json()["cached"]
-    assert fast.served == 0
+    assert client.get("/v1/search", params={"q": "phone"}).status_code == 401
+    assert client.get("/v1/search", params={"q": "phone"}, headers=key).status_code == 200
+    assert client.get("/v1/search", params={"q": "phone"}, headers=key).json()["cached"]
+    assert (fast.served, fast.scored) == (0, 0)
 
 
 def test_fast_hits_count_in_the_metrics_and_a_miss_counts_once(client: TestClient) -> None:
