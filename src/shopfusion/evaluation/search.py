@@ -143,7 +143,8 @@ def _systems(
 def _dense(engine: SearchEngine, s: Signals) -> FloatArray:
     """MiniLM where the engine has it (English catalogs), else the multilingual encoder."""
     name = "minilm" if "minilm" in s.dense else engine.dense_.encoders[0]
-    return s.dense[name]
+    # exact cosines: the engine's own catalog product may be approximate (int8)
+    return engine.dense_.cosines(name, s.query_vectors[name])
 
 
 def _minilm_baseline(engine: SearchEngine, dataset: Dataset) -> DenseIndex | None:

@@ -298,6 +298,9 @@ class Signals:
     history: IntArray = field(default_factory=lambda: _EMPTY)
     #: The ranked candidates (sorted ids) and their feature rows, once ranked.
     candidate_features: tuple[IntArray, FloatArray] | None = None
+    #: The query's vector per encoder: the candidates' cosines in ``dense`` are rescored exactly
+    #: from them (the catalog product may be approximate, :class:`~shopfusion.search.index.Int8Product`).
+    query_vectors: dict[str, FloatArray] = field(default_factory=dict)
 
     def lexical(self, weights: dict[str, float]) -> FloatArray:
         total = np.zeros_like(self.coverage)
@@ -503,9 +506,10 @@ class SearchEngine:
     ) -> Signals:
         """Every signal for every item (the same code for training, serving and the benchmark).
 
-        ``query_vectors``: the query's vector per encoder, when already encoded; ``dense``: its
-        cosine with every item per encoder, when already computed (:meth:`search_many` computes
-        them for a batch of queries at once)."""
+        ``query_vectors``: the query's vector per encoder, when already encoded (kept in the
+        signals: the candidates' cosines are rescored from them); ``dense``: its cosine with every
+        item per encoder, when already computed (:meth:`search_many` computes them for a batch of
+        queries at once)."""
         self._check_fitted()
         history = _EMPTY if history is None else np.asarray(history, dtype=np.int64)
         tokens = tokenize(query)
@@ -525,12 +529,11 @@ class SearchEngine:
         coverage = (
             (per_token > 0).mean(axis=0) if len(corrected) else np.zeros(self.n_items_, dtype=np.float32)
         )
+        if query_vectors is None:
+            encoded = self.dense_.encode_queries_cached([query])
+            query_vectors = {name: rows[0] for name, rows in encoded.items()}
         if dense is None:
-            batch = (
-                {name: vector[None, :] for name, vector in query_vectors.items()}
-                if query_vectors is not None
-                else self.dense_.encode_queries_cached([query])
-            )
+            batch = {name: vector[None, :] for name, vector in query_vectors.items()}
             dense = {name: rows[0] for name, rows in self.dense_.similarities(batch).items()}
         intent = self.intent_.item_match(self.intent_.predict(words))
         affinity = self.behaviour_.affinity(history, self.config.recency_half_life)
@@ -559,6 +562,7 @@ class SearchEngine:
             profile,
             labels,
             history,
+            query_vectors=query_vectors,
         )
 
     def _candidates(self, s: Signals, allowed: npt.NDArray[np.bool_]) -> IntArray:
@@ -580,6 +584,11 @@ class SearchEngine:
             seen = np.zeros(len(candidates), dtype=bool)
             seen[at[candidates[at] == s.history]] = True
             candidates = candidates[~seen]
+        # The candidates' features are float32 cosines whatever the catalog product's precision
+        # (a few hundred rows: ~0.1 ms, against ~0.7 ms that the int8 scan saves; RESULTS.md,
+        # session 13). Written into ``dense``, so ranks and explanations read the same values.
+        for name, vector in s.query_vectors.items():
+            s.dense[name][candidates] = self.dense_.cosines(name, vector, candidates)
         return candidates
 
     def _features(self, s: Signals, rows: IntArray) -> FloatArray:
@@ -726,9 +735,15 @@ class SearchEngine:
         self._check_fitted()
         # One query's linear algebra is too small for BLAS threads; on busy cores they only spin.
         with one_blas_thread():
-            dense = self.dense_.similarities(self.dense_.encode_queries_cached([r.query for r in requests]))
+            vectors = self.dense_.encode_queries_cached([r.query for r in requests])
+            dense = self.dense_.similarities(vectors)
             signals = [
-                self.signals(r.query, r.history, dense={name: rows[i] for name, rows in dense.items()})
+                self.signals(
+                    r.query,
+                    r.history,
+                    query_vectors={name: rows[i] for name, rows in vectors.items()},
+                    dense={name: rows[i] for name, rows in dense.items()},
+                )
                 for i, r in enumerate(requests)
             ]
             allowed = [self._allowed(r.filters) for r in requests]

@@ -22,9 +22,18 @@ import numpy.typing as npt
 import pandas as pd
 
 from shopfusion.encoders.cache import EmbeddingCache, cached_encode
-from shopfusion.encoders.text import TEXT_ENCODERS, LazyModel, TextEncoder, require, text_encoder
+from shopfusion.encoders.text import (
+    TEXT_ENCODERS,
+    LazyModel,
+    MultilingualEncoder,
+    TextEncoder,
+    require,
+    text_encoder,
+)
 from shopfusion.errors import ArtifactError, NotFittedError
 from shopfusion.search.query import char_ngrams, tokenize, word_bigrams
+
+logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -160,13 +169,19 @@ class LexicalIndex:
 
 
 @cache
-def search_encoder(name: str) -> TextEncoder:
+def search_encoder(name: str, queries: bool = False) -> TextEncoder:
     """The encoder ``name`` on one thread: a search encodes one short query at a time, where a
-    second thread only adds synchronisation (and, on a busy machine, waits for a core)."""
+    second thread only adds synchronisation (and, on a busy machine, waits for a core).
+
+    ``queries``: the instance that encodes queries (training's, the benchmark's and the
+    service's alike), whose weights may be float16 (:class:`MultilingualEncoder`'s ``half``); the
+    catalog's vectors come from the float32 one."""
     text_encoder(name)  # validates the name with the shared registry's error message
     encoder = TEXT_ENCODERS[name]()
     if isinstance(encoder, LazyModel):
         encoder.threads = 1
+    if queries and isinstance(encoder, MultilingualEncoder):
+        encoder.half = True
     return encoder
 
 
@@ -197,7 +212,12 @@ class QueryVectors:
                     found[i] = vector
             self.hits += len(found)
         missing = list(dict.fromkeys(q for i, q in enumerate(queries) if i not in found))
-        fresh = dict(zip(missing, search_encoder(encoder).encode(missing), strict=True)) if missing else {}
+        encoded = (
+            search_encoder(encoder, queries=True).encode(missing)
+            if missing
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        fresh = dict(zip(missing, encoded, strict=True))
         with self._lock:
             self.misses += len(missing)
             for query, vector in fresh.items():
@@ -230,10 +250,10 @@ class DenseIndex:
 
     encoders: tuple[str, ...]
     vectors: dict[str, FloatArray]
-    #: Per encoder, the catalog product in float16 (:class:`HalfProduct`), made by
+    #: Per encoder, the approximate catalog product in int8 (:class:`Int8Product`), made by
     #: :meth:`warm_up` (a loaded index) or on first use (a new build); ``None`` where PyTorch's
-    #: fbgemm is missing (numpy's float32 product then).
-    _half: dict[str, HalfProduct | None] = field(default_factory=dict, init=False, repr=False, compare=False)
+    #: fbgemm is missing (numpy's exact float32 product then).
+    _int8: dict[str, Int8Product | None] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @classmethod
     def build(
@@ -248,31 +268,38 @@ class DenseIndex:
         return {name: query_vectors.get(name, queries) for name in self.encoders}
 
     def warm_up(self) -> None:
-        """Load every encoder's model and pack every float16 catalog product (lazy otherwise: the
+        """Load every encoder's model and pack every int8 catalog product (lazy otherwise: the
         first query after a load would wait for them, ~0.2 s a product, seconds with PyTorch's
         import)."""
         for name in self.encoders:
-            search_encoder(name).encode(["warm up"])
-            self._half_product(name)
+            search_encoder(name, queries=True).encode(["warm up"])
+            self._int8_product(name)
 
     def encode_queries(self, queries: Sequence[str]) -> dict[str, FloatArray]:
         """``(len(queries), dim)`` per encoder, batched (training encodes thousands at once)."""
-        return {name: search_encoder(name).encode(list(queries)) for name in self.encoders}
+        return {name: search_encoder(name, queries=True).encode(list(queries)) for name in self.encoders}
 
     def similarities(self, vectors: Mapping[str, FloatArray]) -> dict[str, FloatArray]:
         """Per encoder, ``(len(queries), n_items)``: each query's cosine with every item, from
-        ``vectors`` of shape ``(len(queries), dim)``. One product reads the item matrix (tens of
-        MB, far beyond the CPU's caches) once for all the queries, where it is memory bound."""
+        ``vectors`` of shape ``(len(queries), dim)``; approximate (int8, within a few thousandths) where
+        fbgemm is installed, so rescore the items that matter with :meth:`cosines`. One product
+        reads the item matrix once for all the queries, where it is memory bound."""
         return {name: self._product(name, vectors[name]) for name in self.encoders}
 
-    def _product(self, name: str, queries: FloatArray) -> FloatArray:
-        half = self._half_product(name)
-        return half(queries) if half is not None else _products(self.vectors[name], queries)
+    def cosines(self, name: str, query: FloatArray, rows: npt.NDArray[np.int64] | None = None) -> FloatArray:
+        """The exact (float32) cosine of one query vector with the items ``rows`` (all by default)."""
+        items = self.vectors[name] if rows is None else self.vectors[name][rows]
+        exact: FloatArray = items @ np.asarray(query, dtype=np.float32)
+        return exact
 
-    def _half_product(self, name: str) -> HalfProduct | None:
-        if name not in self._half:
-            self._half[name] = HalfProduct.of(self.vectors[name])
-        return self._half[name]
+    def _product(self, name: str, queries: FloatArray) -> FloatArray:
+        approximate = self._int8_product(name)
+        return approximate(queries) if approximate is not None else _products(self.vectors[name], queries)
+
+    def _int8_product(self, name: str) -> Int8Product | None:
+        if name not in self._int8:
+            self._int8[name] = Int8Product.of(self.vectors[name])
+        return self._int8[name]
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {f"vectors_{n}": v for n, v in self.vectors.items()}
@@ -302,19 +329,22 @@ def _products(items: FloatArray, queries: FloatArray) -> FloatArray:
     return many
 
 
-class HalfProduct:
-    """``queries @ items.T`` with the item matrix held in float16 by PyTorch's fbgemm, which
-    multiplies in float32 and returns float32: a search's catalog scan is memory bound (12k x 512
-    floats are 25 MB, far beyond the caches), so half the bytes is about half the time, and
-    several queries share one pass (numpy's float32 product of a few queries cost twice one
-    query's; RESULTS.md, session 9). The scores differ from float32 ones by ~1e-4 at most (the
-    items' rounding to float16); the ranker is trained on these same scores."""
+class Int8Product:
+    """Approximate ``queries @ items.T`` with the item matrix held in int8 (one scale per item) by
+    PyTorch's fbgemm, which quantizes each query on the fly and returns float32. A search's catalog
+    scan is memory bound, and this machine's caches hold ~8 MB (a float32 mat-vec ran at ~48 GB/s
+    up to 8 MB of matrix, ~10 GB/s from 12 MB on; RESULTS.md, session 13): 12k x 512 items are
+    6 MB in int8 against 12 MB in float16. Each cosine is within ~3e-3 of the float32 one on the
+    Beauty catalog's USE vectors (the query is quantized too, to 7 bits); the
+    engine rescores its candidates exactly (:meth:`DenseIndex.cosines`), so the ranker's dense
+    features are float32 cosines and only the choice of the dense candidates, and the rank among
+    the other items, see the approximation."""
 
     def __init__(self, packed: Any) -> None:
         self._packed = packed
 
     @classmethod
-    def of(cls, items: FloatArray) -> HalfProduct | None:
+    def of(cls, items: FloatArray) -> Int8Product | None:
         """``None`` when PyTorch, or its fbgemm backend (x86 builds), is not installed."""
         try:
             import torch
@@ -322,11 +352,24 @@ class HalfProduct:
             return None
         if "fbgemm" not in torch.backends.quantized.supported_engines:
             return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a note that values beyond float16's range saturate
-            return cls(
-                torch.ops.quantized.linear_prepack_fp16(torch.from_numpy(np.ascontiguousarray(items)), None)
-            )
+        rows = np.ascontiguousarray(items, dtype=np.float32)
+        scales = np.maximum(np.abs(rows).max(axis=1, initial=0.0), 1e-12).astype(np.float64) / 127.0
+        try:
+            with warnings.catch_warnings():
+                # PyTorch 2.13 marks quantized tensors deprecated; a release without them lands
+                # in the except below, and the product is numpy's float32 one again.
+                warnings.simplefilter("ignore")
+                quantized = torch.quantize_per_channel(
+                    torch.from_numpy(rows),
+                    torch.from_numpy(scales),
+                    torch.zeros(len(rows), dtype=torch.long),
+                    0,
+                    torch.qint8,
+                )
+                return cls(torch.ops.quantized.linear_prepack(quantized, None))
+        except (AttributeError, RuntimeError) as exc:
+            logger.warning("int8 catalog product unavailable (%s): numpy's float32 product", exc)
+            return None
 
     def __call__(self, queries: FloatArray) -> FloatArray:
         import torch
@@ -334,9 +377,10 @@ class HalfProduct:
         from shopfusion.retrieval._torch_utils import torch_threads
 
         # One thread: a search's product is too small to share, and the other core is serving.
+        # reduce_range: 7-bit queries, so fbgemm's 16-bit pair sums cannot saturate on AVX2.
         with torch.inference_mode(), torch_threads(1):
-            out = torch.ops.quantized.linear_dynamic_fp16(
-                torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)), self._packed
+            out = torch.ops.quantized.linear_dynamic(
+                torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32)), self._packed, True
             )
         scores: FloatArray = out.numpy()
         return scores
