@@ -435,8 +435,16 @@ def test_rendered_searches_match_the_search_response_schema(service: Service) ->
 
 def test_concurrent_http_requests_are_scored_in_batches(sample_artifact: Path, tmp_path: Path) -> None:
     users = [f"u{n:04d}" for n in range(1, 25)]
+    # No queue deadline: with a 20 ms window, a loop stalled ~5 ms on a busy machine made every
+    # miss late (24 x 503 once in the suite, session 13); the test is about batching, and the
+    # deadline has its own tests.
     settings = make_settings(
-        sample_artifact, tmp_path, batch_window_ms=20.0, max_batch=64, max_model_queue=64
+        sample_artifact,
+        tmp_path,
+        batch_window_ms=20.0,
+        max_batch=64,
+        max_model_queue=64,
+        model_deadline_ms=0.0,
     )
     app = create_app(settings)
     with ServerThread(app) as server:
