@@ -897,7 +897,7 @@ class SearchEngine:
             ranker = LambdaMARTFusion()
             ranker.restore({"model_text": np.array((path / "ranker.txt").read_text())})
             engine.ranker_ = ranker
-        # Prepared now (title index, encoder weights, the float16 catalog products: ~1 s on the
+        # Prepared now (title index, encoder weights, the int8 catalog products: ~1 s on the
         # 12k-item catalog), so that the first query after a (re)load does not pay for them.
         engine._titles()
         engine.dense_.warm_up()
