@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import OrderedDict
 from importlib import metadata
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Any
 
 import numpy as np
@@ -133,12 +133,9 @@ class HalfPrecisionUSE:
         self._ln = (b.ln_g_all, b.ln_b_all, b.ln_g, b.ln_b, b.eps)
         self._feat_dim = self._emb_dim + len(self._orders) * self._cnn_dim
         # a token's row: [embedding | projection (3 branches) | slot products of each branch]
-        self._slot_offsets = (
-            np.cumsum([0] + [n * width for n, _ in self._orders])[:-1]
-            + self._emb_dim
-            + len(self._orders) * width
-        )
-        self._row_width = self._emb_dim + len(self._orders) * width + sum(n * width for n, _ in self._orders)
+        first_slot = self._emb_dim + len(self._orders) * width
+        self._slot_offsets = list(accumulate((n * width for n, _ in self._orders[:-1]), initial=first_slot))
+        self._row_width = first_slot + sum(n * width for n, _ in self._orders)
         self._token_cache = token_cache
         self._rows: OrderedDict[int, FloatArray] = OrderedDict()
         self._lock = threading.Lock()  # a reload's warm-up and the service's search threads
@@ -179,11 +176,12 @@ class HalfPrecisionUSE:
 
     def _token_rows(self, flat: npt.NDArray[np.int64]) -> FloatArray:
         """``(len(flat), row width)``: each token's row, from the cache or computed (in one batch)."""
+        tokens = flat.tolist()
         with self._lock:
-            found = {int(t): self._rows[int(t)] for t in flat if int(t) in self._rows}
+            found = {t: self._rows[t] for t in tokens if t in self._rows}
             for token in found:
                 self._rows.move_to_end(token)
-        missing = np.array(sorted({int(t) for t in flat} - found.keys()), dtype=np.int64)
+        missing = np.array(sorted(set(tokens) - found.keys()), dtype=np.int64)
         if len(missing):
             fresh = self._compute_rows(missing)
             with self._lock:
@@ -195,7 +193,7 @@ class HalfPrecisionUSE:
                         self._rows[token] = kept
                 while len(self._rows) > self._token_cache:
                     self._rows.popitem(last=False)
-        return np.stack([found[int(t)] for t in flat])
+        return np.stack([found[t] for t in tokens])
 
     def _compute_rows(self, tokens: npt.NDArray[np.int64]) -> FloatArray:
         ln_g_all, ln_b_all, _, _, eps = self._ln
@@ -210,7 +208,7 @@ class HalfPrecisionUSE:
         rows[:, self._emb_dim : self._emb_dim + x.shape[1]] = x
         width = self._cnn_dim
         for i, (n, _) in enumerate(self._orders):
-            start = int(self._slot_offsets[i])
+            start = self._slot_offsets[i]
             rows[:, start : start + n * width] = self._linear(
                 x[:, i * width : (i + 1) * width], self._w1_slots[i]
             )
@@ -236,7 +234,7 @@ class HalfPrecisionUSE:
             cols = idx[:, self._max_left - left : self._max_left - left + n]
             # first layer: the sum over the window's slots of each slot's token product (the
             # zero row for a slot outside the sentence)
-            start = int(self._slot_offsets[i])
+            start = self._slot_offsets[i]
             slots = np.zeros((n_tokens + 1, n, width), dtype=np.float32)
             slots[:n_tokens] = rows[:, start : start + n * width].reshape(n_tokens, n, width)
             h = slots[cols, np.arange(n)].sum(axis=1)

@@ -212,12 +212,9 @@ class QueryVectors:
                     found[i] = vector
             self.hits += len(found)
         missing = list(dict.fromkeys(q for i, q in enumerate(queries) if i not in found))
-        encoded = (
-            search_encoder(encoder, queries=True).encode(missing)
-            if missing
-            else np.zeros((0, 0), dtype=np.float32)
-        )
-        fresh = dict(zip(missing, encoded, strict=True))
+        fresh: dict[str, FloatArray] = {}
+        if missing:
+            fresh = dict(zip(missing, search_encoder(encoder, queries=True).encode(missing), strict=True))
         with self._lock:
             self.misses += len(missing)
             for query, vector in fresh.items():
