@@ -75,8 +75,10 @@ def main() -> None:
         "--served",
         action="store_true",
         help="as the service searches: a random history (1-20 items) per query, k=30 without "
-        "explanations, then the top 10 explained",
+        "explanations (a plain search; with --explain-kept the top 10 are then explained, as for "
+        "a search with explain=true)",
     )
+    parser.add_argument("--explain-kept", action="store_true", help="with --served: explain the top 10")
     parser.add_argument(
         "--batch",
         type=int,
@@ -116,7 +118,7 @@ def main() -> None:
         ]
         started = time.perf_counter()
         for result in engine.search_many(requests):
-            if args.served:
+            if args.served and args.explain_kept:
                 result.explain(result.items[:10])
         times += [(time.perf_counter() - started) * 1000 / len(requests)] * len(requests)
     if profiler is not None:

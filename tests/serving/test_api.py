@@ -72,15 +72,22 @@ def test_search_returns_facets_and_applies_filters(client: TestClient) -> None:
     filtered = client.get("/v1/search", params={"q": "phone", "k": 5, "brand": brand}).json()
     assert filtered["items"] and {i["brand"] for i in filtered["items"]} == {brand}
     assert all(i["in_stock"] for i in filtered["items"])  # the stock rule reaches the engine
-    assert body["signals"] and "lexical" in body["signals"][0]
 
 
-def test_search_explains_only_the_items_it_returns(client: TestClient) -> None:
+def test_search_explains_only_when_asked_and_only_the_items_it_returns(client: TestClient) -> None:
     searcher = client.app.state.service.model.searcher  # type: ignore[attr-defined]
     searcher.explained.clear()
-    body = client.get("/v1/search", params={"q": "phone", "k": 4, "user_id": "u0001"}).json()
+    params = {"q": "phone", "k": 4, "user_id": "u0001"}
+    plain = client.get("/v1/search", params=params).json()
+    assert plain["signals"] == [] and searcher.explained == []  # nothing explained unasked
+    body = client.get("/v1/search", params={**params, "explain": "true"}).json()
+    # The list cached without signals does not answer a search that asks for them.
+    assert not body["cached"] and _ids(body) == _ids(plain)
     # The engine is asked for 3k spares (dedupe, brand caps), but only the k kept are explained.
     assert len(body["items"]) == 4 and len(searcher.explained) == 4
+    assert "lexical" in body["signals"][0]
+    again = client.get("/v1/search", params={**params, "explain": "true"}).json()
+    assert again["cached"] and again["signals"] == body["signals"]
     by_item = dict(zip(_ids(body), body["signals"], strict=True))
     index = client.app.state.service.model.artifact.item_map  # type: ignore[attr-defined]
     assert [index.to_external(i) for i in searcher.explained] == list(by_item)

@@ -413,7 +413,7 @@ def test_rendered_lists_match_the_item_list_schema(service: Service) -> None:
 
 
 def test_rendered_searches_match_the_search_response_schema(service: Service) -> None:
-    ranked = service.search("phone", "u0001", 5, SearchFilters())
+    ranked = service.search("phone", "u0001", 5, SearchFilters(), explain=True)
     assert ranked.facets and ranked.signals
     for cached in (False, True):
         body = render_search(ranked, "phone", cached).body
@@ -491,12 +491,13 @@ def _searches(service: Service) -> list[SearchCall]:
         SearchCall(model, "tv", None, 3, SearchFilters(in_stock_only=True)),
         SearchCall(model, "phone", "u0002", 2, SearchFilters(brands=("Acme",))),
         SearchCall(model, "headphones", "someone-new", 4, SearchFilters()),
+        SearchCall(model, "phone", "u0001", 5, SearchFilters(), explain=True),
     ]
 
 
 def test_search_batch_results_equal_single_searches_and_are_cached(service: Service) -> None:
     calls = _searches(service)
-    singles = [service.search(c.query, c.user_id, c.k, c.filters, c.model) for c in calls]
+    singles = [service.search(c.query, c.user_id, c.k, c.filters, c.model, c.explain) for c in calls]
     service.cache.clear()
     searcher = service.model.searcher
     assert isinstance(searcher, KeywordSearcher)
@@ -506,8 +507,9 @@ def test_search_batch_results_equal_single_searches_and_are_cached(service: Serv
     for call, single, batch in zip(calls, singles, batched, strict=True):
         assert isinstance(batch, Ranked)
         assert single.items.tolist() == batch.items.tolist() and single.signals == batch.signals
+        assert bool(batch.signals) == call.explain
         assert single.facets == batch.facets
-        key = service.search_key(call.model, call.query, call.user_id, call.k, call.filters)
+        key = service.search_key(call.model, call.query, call.user_id, call.k, call.filters, call.explain)
         assert service.cache.get(key) is batch
 
 

@@ -49,7 +49,9 @@ class SearchResponse(ItemList):
     query: str
     corrected_query: str | None = None
     facets: dict[str, list[FacetCount]] = Field(default_factory=dict)
-    signals: list[dict[str, float]] = Field(default_factory=list, description="per item, each signal's part")
+    signals: list[dict[str, float]] = Field(
+        default_factory=list, description="per item, each signal's part (only with explain=true)"
+    )
 
 
 class ExplainResponse(BaseModel):

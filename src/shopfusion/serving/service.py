@@ -105,6 +105,8 @@ class SearchCall:
     user_id: str | None
     k: int
     filters: SearchFilters
+    #: Each returned item's signal parts as well (``Ranked.signals``); ``False``: none computed.
+    explain: bool = False
 
 
 class _ForModel(Protocol):
@@ -482,8 +484,16 @@ class Service:
 
     # --- search --------------------------------------------------------------------------------
     def search_key(
-        self, model: LoadedModel, query: str, user_id: str | None, k: int, filters: SearchFilters
+        self,
+        model: LoadedModel,
+        query: str,
+        user_id: str | None,
+        k: int,
+        filters: SearchFilters,
+        explain: bool = False,
     ) -> Key:
+        """The cache key of a search: a list cached without its signal parts never answers a
+        search that asks for them."""
         if model.searcher is None:
             raise SearchUnavailableError("this artifact has no search index; retrain with shopfusion train")
         return (
@@ -493,6 +503,7 @@ class Service:
             self.pseudonymize(user_id) if user_id else None,
             k,
             filters,
+            explain,
         )
 
     def search(
@@ -502,8 +513,9 @@ class Service:
         k: int,
         filters: SearchFilters,
         model: LoadedModel | None = None,
+        explain: bool = False,
     ) -> Ranked:
-        (result,) = self.search_batch([SearchCall(model or self.model, query, user_id, k, filters)])
+        (result,) = self.search_batch([SearchCall(model or self.model, query, user_id, k, filters, explain)])
         if isinstance(result, Exception):
             raise result
         return result
@@ -554,10 +566,12 @@ class Service:
             items,
             scores,
             facets={name: [(v.value, v.count) for v in values] for name, values in result.facets.items()},
-            signals=result.explain(items),
+            # Explaining the k items costs ~0.7 ms of a ~8.5 ms search (RESULTS.md, session 14), and
+            # the storefront asks /v1/explain for the one item a shopper wonders about instead.
+            signals=result.explain(items) if call.explain else [],
             corrected_query=result.corrected_query,
         )
-        key = self.search_key(model, call.query, call.user_id, call.k, call.filters)
+        key = self.search_key(model, call.query, call.user_id, call.k, call.filters, call.explain)
         self.cache.put(key, ranked, user=self.pseudonymize(call.user_id) if call.user_id else None)
         return ranked
 

@@ -28,6 +28,13 @@ async def search(
     min_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     max_price: Annotated[float | None, Query(ge=0, le=1e9)] = None,
     in_stock: Annotated[bool, Query(description="only items in stock")] = False,
+    explain: Annotated[
+        bool,
+        Query(
+            description="also return each item's signal parts (`signals`); they cost a search about "
+            "a tenth more, and `/v1/explain` explains one item in words"
+        ),
+    ] = False,
 ) -> Response:
     """Ranked matches, personalised when ``user_id`` is known, with facet counts over all matches."""
     query = q.strip()
@@ -38,10 +45,10 @@ async def search(
     filters = SearchFilters(tuple(category or ()), tuple(brand or ()), min_price, max_price, in_stock)
     model = service.model
     try:
-        ranked = service.cache.get(service.search_key(model, query, user_id, k, filters))
+        ranked = service.cache.get(service.search_key(model, query, user_id, k, filters, explain))
     except SearchUnavailableError as exc:
         raise HTTPException(503, str(exc)) from None
     cached = ranked is not None
     if ranked is None:
-        ranked = await batcher.submit(SearchCall(model, query, user_id, k, filters))
+        ranked = await batcher.submit(SearchCall(model, query, user_id, k, filters, explain))
     return render_search(ranked, query, cached)
