@@ -101,6 +101,31 @@ def test_shopper_searches_filters_opens_a_product_and_adds_it_to_the_cart(
     assert service.online_history_length(visitor) >= 2
 
 
+def test_a_refused_request_is_asked_again_after_its_retry_after(
+    server: tuple[ServerThread, Any], page: Any
+) -> None:
+    running, _ = server
+    refused: list[str] = []
+
+    def busy_once(route: Any) -> None:
+        if not refused:  # the first similar-items call meets a server at capacity
+            refused.append(route.request.url)
+            route.fulfill(
+                status=503,
+                headers={"Retry-After": "1", "Content-Type": "application/json"},
+                body='{"detail": "the service is at capacity; retry shortly"}',
+            )
+        else:
+            route.continue_()
+
+    page.route("**/v1/similar/**", busy_once)
+    _open(page, running.url + "/")
+    page.locator("#feed .tile .title").first.click()
+    page.wait_for_selector("#add-to-cart")
+    page.wait_for_selector("#similar .tile")
+    assert len(refused) == 1
+
+
 def test_storefront_in_chinese(server: tuple[ServerThread, Any], page: Any, tmp_path: Path) -> None:
     running, _ = server
     _open(page, running.url + "/")

@@ -46,12 +46,21 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// A busy server refuses with 429/503 and a Retry-After (seconds): wait it out (at most 2 s) and
+// ask again, twice at most, instead of leaving the shopper a half-drawn page.
+const RETRIES = 2;
+
 async function api(path, params = {}) {
   const url = new URL(path, location.origin);
   for (const [k, v] of Object.entries(params)) {
     for (const value of [].concat(v)) if (value !== undefined && value !== null && value !== "") url.searchParams.append(k, value);
   }
-  const response = await fetch(url);
+  let response = await fetch(url);
+  for (let attempt = 0; attempt < RETRIES && (response.status === 429 || response.status === 503); attempt++) {
+    const seconds = Math.min(Number(response.headers.get("Retry-After")) || 1, 2);
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+    response = await fetch(url);
+  }
   const body = await response.json();
   if (!response.ok) throw Object.assign(new Error(body.detail || response.statusText), { status: response.status });
   return body;
