@@ -101,3 +101,13 @@ def test_token_rows_kept_or_recomputed_give_the_same_vectors_and_the_cache_stays
     assert 0 < len(kept._rows) <= 8 and len(recomputed._rows) == 0
     expected = np.asarray(model.encode(texts), dtype=np.float32)  # type: ignore[attr-defined]
     assert np.einsum("ij,ij->i", again, expected).min() >= 0.99999
+
+
+@needs_fbgemm
+def test_a_pytorch_without_atens_float16_product_means_usem3s_own_pass(
+    model: object, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.delattr(torch, "fbgemm_linear_fp16_weight")
+    with caplog.at_level(logging.INFO, logger=use_half.__name__):
+        assert half_precision_use(model) is None
+    assert "no fbgemm float16 product" in caplog.text

