@@ -83,3 +83,72 @@ def test_a_nested_limit_in_the_same_thread_is_free_and_keeps_the_outer_one(
             assert all(n == 1 for n in _blas_threads())
         assert all(n == 1 for n in _blas_threads())
     assert len(made) == 1 and _blas_threads() == before
+
+
+def test_a_pinned_process_runs_blas_on_one_thread_and_limits_cost_nothing_inside(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A server pins BLAS to one thread for its lifetime: the per-search limits inside are free,
+    even large batches run on one thread, and the settings come back when the pin ends."""
+    from shopfusion.retrieval import blas
+
+    before = _blas_threads()
+    made: list[dict[str, Any]] = []
+    real = blas.ThreadpoolController
+
+    class Counting:
+        def limit(self, **kwargs: Any) -> Any:
+            made.append(kwargs)
+            return real().limit(**kwargs)
+
+    monkeypatch.setattr(blas, "_controller", lambda: Counting())
+    monkeypatch.setattr(blas, "ThreadpoolController", Counting)
+    with blas.pinned_to_one_blas_thread():
+        assert len(made) == 1 and all(n == 1 for n in _blas_threads())
+        for _ in range(3):
+            with blas.one_blas_thread():
+                assert all(n == 1 for n in _blas_threads())
+        with single_blas_thread_if_small(SMALL_BATCH):
+            assert all(n == 1 for n in _blas_threads())
+        assert len(made) == 1
+    assert _blas_threads() == before
+
+
+def test_a_pin_limits_again_after_new_imports_and_restores_the_first_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+    import types
+
+    from shopfusion.retrieval import blas
+
+    before = _blas_threads()
+    with blas.pinned_to_one_blas_thread():
+        first = list(blas._pin.limiters)
+        monkeypatch.setitem(sys.modules, "_shopfusion_test_pinned_module", types.ModuleType("new"))
+        with blas.one_blas_thread():
+            assert all(n == 1 for n in _blas_threads())
+        assert len(blas._pin.limiters) == len(first) + 1
+    assert _blas_threads() == before and blas._pin.limiters == []
+
+
+def test_each_thread_of_a_pinned_process_runs_an_openmp_blas_on_one_thread_too() -> None:
+    """An OpenMP build of a BLAS (faiss's OpenBLAS) keeps its thread count per thread: a scoring
+    thread's first limit inside the pin sets its own, and every BLAS it sees runs on one thread."""
+    import threading
+
+    from shopfusion.retrieval import blas
+
+    pytest.importorskip("faiss")  # brings an OpenMP OpenBLAS where its wheel has one
+    seen: list[list[int]] = []
+
+    def scoring_thread() -> None:
+        for _ in range(2):
+            with blas.one_blas_thread():
+                seen.append(_blas_threads())
+
+    with blas.pinned_to_one_blas_thread():
+        worker = threading.Thread(target=scoring_thread)
+        worker.start()
+        worker.join()
+    assert len(seen) == 2 and all(n == 1 for threads in seen for n in threads)

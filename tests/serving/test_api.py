@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from serving_support import ClientFactory, train_sample_artifact
+from serving_support import ClientFactory, make_settings, train_sample_artifact
 
 
 def _ids(response_json: dict) -> list[str]:  # type: ignore[type-arg]
@@ -204,3 +204,28 @@ def test_fastapi_native_opentelemetry_is_off_unless_asked_for(
     monkeypatch.setattr(trace, "get_tracer_provider", counting)
     assert client.get("/healthz").status_code == 200
     assert (asked > 0) is opentelemetry
+
+
+def test_blas_runs_on_one_thread_while_the_app_serves_and_is_restored_after(
+    sample_artifact: Path, tmp_path: Path
+) -> None:
+    """Every request's linear algebra is small: the app pins BLAS to one thread for its lifetime
+    (the per-search limit and restore cost more than the work they wrapped)."""
+    from threadpoolctl import threadpool_info
+
+    from shopfusion.serving.app import create_app
+
+    def blas_threads() -> list[int]:
+        # a process-wide setting: an OpenMP build (faiss's) keeps one per thread (tests/retrieval)
+        libraries = threadpool_info()
+        return [
+            int(x["num_threads"])
+            for x in libraries
+            if x["user_api"] == "blas" and x.get("threading_layer") != "openmp"
+        ]
+
+    before = blas_threads()
+    with TestClient(create_app(make_settings(sample_artifact, tmp_path))) as served:
+        assert served.get("/v1/recommend", params={"user_id": "u0", "k": 3}).status_code in (200, 404)
+        assert all(n == 1 for n in blas_threads())
+    assert blas_threads() == before

@@ -40,6 +40,67 @@ def _controller() -> ThreadpoolController:
 _held = threading.local()  # whether this thread is inside a one_blas_thread block
 
 
+class _Pin:
+    """The process-wide limit of :func:`pinned_to_one_blas_thread`: the module count it was set
+    at (re-applied when modules were imported since, as :func:`_controller` does), its limiters,
+    oldest first (the first holds the settings to restore), and a generation that each thread
+    catches up with once.
+
+    A pthreads BLAS (numpy's, scipy's OpenBLAS) keeps one thread count for the process, but an
+    OpenMP build (faiss's OpenBLAS) keeps it per thread, as OpenMP does: each thread that runs
+    BLAS work sets its own once (kept until the thread ends; only the pinning thread restores)."""
+
+    def __init__(self) -> None:
+        self.modules = -1  # -1: not pinned
+        self.limiters: list[Any] = []
+        self.generation = 0
+        self._threads = threading.local()
+
+    def apply(self) -> None:
+        # A fresh scan (~2 ms, once a pin): the shared controller goes by the module count alone,
+        # which an import and a removal since can leave unchanged.
+        self.modules = len(sys.modules)
+        self.generation += 1
+        self.limiters.append(ThreadpoolController().limit(limits=1, user_api="blas"))
+        self._threads.generation = self.generation
+
+    def release(self) -> None:
+        limiters, self.limiters, self.modules = self.limiters, [], -1
+        self.generation += 1
+        for limiter in reversed(limiters):
+            limiter.restore_original_limits()
+
+    def holds(self) -> bool:
+        if self.modules < 0:
+            return False
+        if self.modules != len(sys.modules):
+            self.apply()  # a library imported since may bring its own BLAS: limit it too
+        if getattr(self._threads, "generation", 0) != self.generation:
+            # this thread's own setting of an OpenMP BLAS (not restored: see the class)
+            ThreadpoolController().limit(limits=1, user_api="blas")
+            self._threads.generation = self.generation
+        return True
+
+
+_pin = _Pin()
+
+
+@contextmanager
+def pinned_to_one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread for the whole process while the block runs (a server's lifetime).
+
+    Everything a server computes is one request's or one small batch's work, which
+    :func:`one_blas_thread` would limit anyway; but setting and restoring a limit costs ~50-100 us
+    (threadpoolctl's generic machinery, twice a search: ~1.5% of it; RESULTS.md, session 15).
+    Inside this block :func:`one_blas_thread` costs nothing, and batches of :data:`SMALL_BATCH` or
+    more run on one thread too: on a server the other cores are serving."""
+    _pin.apply()
+    try:
+        yield
+    finally:
+        _pin.release()
+
+
 @contextmanager
 def one_blas_thread() -> Iterator[None]:
     """Limit BLAS to one thread, whatever the batch: for loops of small solves, which never gain
@@ -48,6 +109,10 @@ def one_blas_thread() -> Iterator[None]:
     Inside another such block of the same thread it does nothing: a served batch holds one limit
     for all its sources, where each setting and restoring it cost a scoring call ~2% (RESULTS.md,
     session 7)."""
+    if _pin.holds():
+        yield
+        _pin.holds()  # a library the block imported (a lazy faiss, say) is limited from now on
+        return
     if getattr(_held, "limit", False):
         yield
         return

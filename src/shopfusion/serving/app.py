@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from shopfusion import __version__
 from shopfusion.errors import ShopfusionError
+from shopfusion.retrieval.blas import pinned_to_one_blas_thread
 from shopfusion.search.index import query_vectors
 from shopfusion.serving.admission import DelayShedder
 from shopfusion.serving.batcher import MicroBatcher
@@ -55,35 +56,38 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(service.start)
-        metrics.set_model(service.model.version)
-        warming = None
-        if settings.warm_users or settings.warm_items:
-            # Not awaited: the service is ready at once and serves while the cache fills.
-            warming = asyncio.create_task(
-                asyncio.to_thread(
-                    service.warm,
-                    service.model,
-                    settings.warm_users,
-                    settings.warm_items,
-                    busy=lambda: gate.pending > 0 or search_gate.pending > 0,
+        # BLAS on one thread while serving (see pinned_to_one_blas_thread); pinned after the start,
+        # so the libraries the model brings are loaded and limited too.
+        with pinned_to_one_blas_thread():
+            metrics.set_model(service.model.version)
+            warming = None
+            if settings.warm_users or settings.warm_items:
+                # Not awaited: the service is ready at once and serves while the cache fills.
+                warming = asyncio.create_task(
+                    asyncio.to_thread(
+                        service.warm,
+                        service.model,
+                        settings.warm_users,
+                        settings.warm_items,
+                        busy=lambda: gate.pending > 0 or search_gate.pending > 0,
+                    )
                 )
-            )
-        background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
-        if settings.reload_poll_s > 0:
-            background.append(asyncio.create_task(_poll(service, metrics)))
-        if settings.event_sync_s > 0:
-            background.append(asyncio.create_task(_sync(service)))
-        try:
-            yield
-        finally:
-            if warming is not None:
-                service.stopping = True
-                await warming
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            service.close()
+            background = [asyncio.create_task(loop_lag.run())] if loop_lag.shedder.enabled else []
+            if settings.reload_poll_s > 0:
+                background.append(asyncio.create_task(_poll(service, metrics)))
+            if settings.event_sync_s > 0:
+                background.append(asyncio.create_task(_sync(service)))
+            try:
+                yield
+            finally:
+                if warming is not None:
+                    service.stopping = True
+                    await warming
+                for task in background:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                service.close()
 
     app = FastAPI(
         title="shopfusion",
