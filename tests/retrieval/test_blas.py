@@ -17,6 +17,24 @@ def _blas_threads() -> list[int]:
     return [int(lib["num_threads"]) for lib in threadpool_info() if lib["user_api"] == "blas"]
 
 
+def _count_limits(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Record each limit that blas sets, through its shared controller or a fresh one."""
+    from threadpoolctl import ThreadpoolController
+
+    from shopfusion.retrieval import blas
+
+    made: list[dict[str, Any]] = []
+
+    class Counting:
+        def limit(self, **kwargs: Any) -> Any:
+            made.append(kwargs)
+            return ThreadpoolController().limit(**kwargs)
+
+    monkeypatch.setattr(blas, "_controller", lambda: Counting())
+    monkeypatch.setattr(blas, "ThreadpoolController", Counting)
+    return made
+
+
 def test_small_batches_use_one_blas_thread_and_restore_the_setting() -> None:
     before = _blas_threads()
     with single_blas_thread_if_small(1):
@@ -68,15 +86,7 @@ def test_a_nested_limit_in_the_same_thread_is_free_and_keeps_the_outer_one(
     re-scan the libraries nor lift the outer limit when they end."""
     from shopfusion.retrieval import blas
 
-    made: list[dict[str, Any]] = []
-    real = blas._controller
-
-    class Counting:
-        def limit(self, **kwargs: Any) -> Any:
-            made.append(kwargs)
-            return real().limit(**kwargs)
-
-    monkeypatch.setattr(blas, "_controller", lambda: Counting())
+    made = _count_limits(monkeypatch)
     before = _blas_threads()
     with blas.one_blas_thread():
         with blas.one_blas_thread():
@@ -93,16 +103,7 @@ def test_a_pinned_process_runs_blas_on_one_thread_and_limits_cost_nothing_inside
     from shopfusion.retrieval import blas
 
     before = _blas_threads()
-    made: list[dict[str, Any]] = []
-    real = blas.ThreadpoolController
-
-    class Counting:
-        def limit(self, **kwargs: Any) -> Any:
-            made.append(kwargs)
-            return real().limit(**kwargs)
-
-    monkeypatch.setattr(blas, "_controller", lambda: Counting())
-    monkeypatch.setattr(blas, "ThreadpoolController", Counting)
+    made = _count_limits(monkeypatch)
     with blas.pinned_to_one_blas_thread():
         assert len(made) == 1 and all(n == 1 for n in _blas_threads())
         for _ in range(3):
