@@ -91,7 +91,7 @@ def pinned_to_one_blas_thread() -> Iterator[None]:
 
     Everything a server computes is one request's or one small batch's work, which
     :func:`one_blas_thread` would limit anyway; but setting and restoring a limit costs ~50-100 us
-    (threadpoolctl's generic machinery, twice a search: ~1.5% of it; RESULTS.md, session 15).
+    (threadpoolctl's generic machinery, twice a search: ~2% of it; RESULTS.md, session 15).
     Inside this block :func:`one_blas_thread` costs nothing, and batches of :data:`SMALL_BATCH` or
     more run on one thread too: on a server the other cores are serving."""
     _pin.apply()
