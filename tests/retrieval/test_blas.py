@@ -153,3 +153,18 @@ def test_each_thread_of_a_pinned_process_runs_an_openmp_blas_on_one_thread_too()
         worker.start()
         worker.join()
     assert len(seen) == 2 and all(n == 1 for threads in seen for n in threads)
+
+
+def test_pins_nest_and_the_last_one_out_restores_the_settings() -> None:
+    """Two apps in one process (tests start several): the first app to stop must not lift the
+    other's pin."""
+    from shopfusion.retrieval import blas
+
+    before = _blas_threads()
+    outer = blas.pinned_to_one_blas_thread()
+    outer.__enter__()
+    with blas.pinned_to_one_blas_thread():
+        assert all(n == 1 for n in _blas_threads())
+    assert blas._pin.holds() and all(n == 1 for n in _blas_threads())
+    outer.__exit__(None, None, None)
+    assert not blas._pin.holds() and _blas_threads() == before

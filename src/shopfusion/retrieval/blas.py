@@ -44,7 +44,8 @@ class _Pin:
     """The process-wide limit of :func:`pinned_to_one_blas_thread`: the module count it was set
     at (re-applied when modules were imported since, as :func:`_controller` does), its limiters,
     oldest first (the first holds the settings to restore), and a generation that each thread
-    catches up with once.
+    catches up with once. Pins nest (two apps in one process, as in tests): the first sets the
+    limit and the last one out restores it.
 
     A pthreads BLAS (numpy's, scipy's OpenBLAS) keeps one thread count for the process, but an
     OpenMP build (faiss's OpenBLAS) keeps it per thread, as OpenMP does: each thread that runs
@@ -54,6 +55,8 @@ class _Pin:
         self.modules = -1  # -1: not pinned
         self.limiters: list[Any] = []
         self.generation = 0
+        self.depth = 0  # pins entered and not yet left
+        self.lock = threading.Lock()
         self._threads = threading.local()
 
     def apply(self) -> None:
@@ -94,11 +97,17 @@ def pinned_to_one_blas_thread() -> Iterator[None]:
     (threadpoolctl's generic machinery, twice a search: ~2% of it; RESULTS.md, session 15).
     Inside this block :func:`one_blas_thread` costs nothing, and batches of :data:`SMALL_BATCH` or
     more run on one thread too: on a server the other cores are serving."""
-    _pin.apply()
+    with _pin.lock:
+        _pin.depth += 1
+        if _pin.depth == 1:
+            _pin.apply()
     try:
         yield
     finally:
-        _pin.release()
+        with _pin.lock:
+            _pin.depth -= 1
+            if _pin.depth == 0:
+                _pin.release()
 
 
 @contextmanager
