@@ -74,14 +74,22 @@ class _Pin:
             limiter.restore_original_limits()
 
     def holds(self) -> bool:
+        """Whether a pin holds; first limits what this thread has not limited yet. Cheap while
+        nothing changed (a read of the module count and a thread-local); the rare update runs
+        under the lock, so that a pin being released is never applied again."""
         if self.modules < 0:
             return False
-        if self.modules != len(sys.modules):
-            self.apply()  # a library imported since may bring its own BLAS: limit it too
-        if getattr(self._threads, "generation", 0) != self.generation:
-            # this thread's own setting of an OpenMP BLAS (not restored: see the class)
-            ThreadpoolController().limit(limits=1, user_api="blas")
-            self._threads.generation = self.generation
+        if self.modules == len(sys.modules) and getattr(self._threads, "generation", 0) == self.generation:
+            return True
+        with self.lock:
+            if self.modules < 0:
+                return False
+            if self.modules != len(sys.modules):
+                self.apply()  # a library imported since may bring its own BLAS: limit it too
+            if getattr(self._threads, "generation", 0) != self.generation:
+                # this thread's own setting of an OpenMP BLAS (not restored: see the class)
+                ThreadpoolController().limit(limits=1, user_api="blas")
+                self._threads.generation = self.generation
         return True
 
 
