@@ -106,3 +106,25 @@ def test_generative_features_prefer_the_title_that_holds_the_query_as_a_run() ->
     assert generative[2] > generative[0], "a shorter title is the likelier source of the same run"
     assert np.isnan(generative[3]) and np.isnan(gap[3])
     assert np.nanmax(gap) == 0.0 and np.allclose(gap[:3], generative[:3] - generative[2])
+
+
+def test_counts_from_the_query_words_postings_equal_the_candidates_rows_bit_for_bit() -> None:
+    """A query's counts and rarity-weighted sums come from its words' postings: the same float32
+    numbers, summed in the same order, as the candidates' rows times the query's word vector."""
+    rng = np.random.default_rng(3)
+    vocabulary = [f"w{i}" for i in range(40)]
+    titles = [list(rng.choice(vocabulary, size=int(rng.integers(0, 12)))) for _ in range(300)]
+    index = TitleIndex(titles, [t[: len(t) // 2] for t in titles])
+    for _ in range(50):
+        known = sorted({index.vocab[w] for w in rng.choice(vocabulary, size=int(rng.integers(1, 6)))})
+        rows = rng.integers(0, len(titles), size=int(rng.integers(1, 80)))  # unsorted, repeats
+        wanted = np.zeros(index.words.shape[1], dtype=np.float32)
+        wanted[known] = 1.0
+        shuffled = list(rng.permutation(known))
+        np.testing.assert_array_equal(index._held(index.by_word, shuffled, rows), index.words[rows] @ wanted)
+        np.testing.assert_array_equal(
+            index._held(index.by_typed_word, shuffled, rows), index.typed[rows] @ wanted
+        )
+        weighted = index._held_weight(shuffled, rows)
+        assert weighted.dtype == np.float32
+        np.testing.assert_array_equal(weighted, index.words[rows] @ (wanted * index.idf))

@@ -18,7 +18,6 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from scipy.special import gammaln
 
-from shopfusion.search.rows import RowSelection
 from shopfusion.search.training import KNOWN_ITEM_SIZES
 
 FloatArray = npt.NDArray[np.float32]
@@ -52,6 +51,10 @@ class TitleIndex:
         self.unknown_idf = float(np.log1p(len(self.tokens)))
         self.length = np.array([len(t) for t in self.tokens], dtype=np.float32)
         self.joined = [f" {' '.join(t)} " for t in self.tokens]
+        # word -> titles holding it: a query's counts come from its words' few postings instead
+        # of from the candidates' rows (RESULTS.md, session 15)
+        self.by_word = self.words.tocsc()
+        self.by_typed_word = self.typed.tocsc()
 
     def _incidence(self, documents: Sequence[Sequence[str]], grow: bool) -> sp.csr_matrix:
         rows: list[int] = []
@@ -73,10 +76,23 @@ class TitleIndex:
         known = [self.vocab[w] for w in dict.fromkeys(others) if w in self.vocab]
         if j is None or not known:
             return 0.0
-        if not hasattr(self, "by_word"):
-            self.by_word = self.words.tocsc()
         titles = self.by_word.indices[self.by_word.indptr[j] : self.by_word.indptr[j + 1]]
         return float(self.words[titles][:, known].sum(axis=1).max())
+
+    def _held(self, by_word: sp.csc_matrix, known: list[int], rows: IntArray) -> FloatArray:
+        """How many of the ``known`` words (distinct columns) each of ``rows`` holds."""
+        items = np.concatenate([by_word.indices[by_word.indptr[j] : by_word.indptr[j + 1]] for j in known])
+        return np.bincount(items, minlength=by_word.shape[0])[rows].astype(np.float32)
+
+    def _held_weight(self, known: list[int], rows: IntArray) -> FloatArray:
+        """The sum of the ``known`` words' idf each of ``rows`` holds, in float32 and in column
+        order per title, as ``words[rows] @ (wanted * idf)`` sums it (the same numbers)."""
+        by_word, columns = self.by_word, sorted(known)
+        starts, ends = by_word.indptr[columns], by_word.indptr[np.asarray(columns) + 1]
+        items = np.concatenate([by_word.indices[a:b] for a, b in zip(starts, ends, strict=True)])
+        total = np.zeros(by_word.shape[0], dtype=np.float32)
+        np.add.at(total, items, np.repeat(self.idf[columns], ends - starts))
+        return total[rows]
 
     def typed_match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
         """Per row, in :data:`TYPED_FEATURES` order: how many words of the title a shopper would
@@ -96,9 +112,7 @@ class TitleIndex:
         known = [self.vocab[w] for w in distinct if w in self.vocab]
         if not known or not n:
             return [length, share, likelihood, generative, generative.copy()]
-        wanted = np.zeros(self.typed.shape[1], dtype=np.float32)
-        wanted[known] = 1.0
-        held = RowSelection(self.typed, rows).dot(wanted)
+        held = self._held(self.by_typed_word, known, rows)
         np.divide(held, length, out=share, where=length > 0)
         k = len(distinct)
         full = held >= k
@@ -123,13 +137,10 @@ class TitleIndex:
         known = [self.vocab[w] for w in distinct if w in self.vocab]
         if not known or not n:
             return [phrase, prefix, share, length, in_order, weighted, span]
-        wanted = np.zeros(self.words.shape[1], dtype=np.float32)
-        wanted[known] = 1.0
-        held = RowSelection(self.words, rows)
-        named = held.dot(wanted)
+        named = self._held(self.by_word, known, rows)
         np.divide(named, self.distinct[rows], out=share, where=self.distinct[rows] > 0)
         total = float(self.idf[known].sum()) + self.unknown_idf * (len(distinct) - len(known))
-        weighted[:] = held.dot(wanted * self.idf) / total
+        weighted[:] = self._held_weight(known, rows) / total
         if len(known) < len(distinct):
             return [phrase, prefix, share, length, in_order, weighted, span]
         # Word order and phrases need every query word in the title: only those rows are read.
