@@ -1,9 +1,9 @@
 """How a candidate's title holds the query: the title-match features of the search ranker.
 
 Everything that depends only on the catalog (each title's words, joined with spaces for substring
-tests, its distinct words as a sparse row) is prepared once, so a query's features over a few
-hundred candidates are a sparse product and one substring test per candidate, not a Python loop
-over sets.
+tests, its distinct words as a sparse row, and each word's titles) is prepared once, so a query's
+features over a few hundred candidates are counts over its words' titles and one substring test
+per candidate, not a Python loop over sets.
 """
 
 from __future__ import annotations
