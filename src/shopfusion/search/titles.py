@@ -79,19 +79,25 @@ class TitleIndex:
         titles = self.by_word.indices[self.by_word.indptr[j] : self.by_word.indptr[j + 1]]
         return float(self.words[titles][:, known].sum(axis=1).max())
 
+    @staticmethod
+    def _postings(by_word: sp.csc_matrix, columns: Sequence[int]) -> tuple[IntArray, IntArray]:
+        """The titles holding each of ``columns``, one column after another, and how many each."""
+        starts, ends = by_word.indptr[columns], by_word.indptr[np.asarray(columns) + 1]
+        items = np.concatenate([by_word.indices[a:b] for a, b in zip(starts, ends, strict=True)])
+        return items, ends - starts
+
     def _held(self, by_word: sp.csc_matrix, known: list[int], rows: IntArray) -> FloatArray:
         """How many of the ``known`` words (distinct columns) each of ``rows`` holds."""
-        items = np.concatenate([by_word.indices[by_word.indptr[j] : by_word.indptr[j + 1]] for j in known])
+        items, _ = self._postings(by_word, known)
         return np.bincount(items, minlength=by_word.shape[0])[rows].astype(np.float32)
 
     def _held_weight(self, known: list[int], rows: IntArray) -> FloatArray:
         """The sum of the ``known`` words' idf each of ``rows`` holds, in float32 and in column
         order per title, as ``words[rows] @ (wanted * idf)`` sums it (the same numbers)."""
-        by_word, columns = self.by_word, sorted(known)
-        starts, ends = by_word.indptr[columns], by_word.indptr[np.asarray(columns) + 1]
-        items = np.concatenate([by_word.indices[a:b] for a, b in zip(starts, ends, strict=True)])
-        total = np.zeros(by_word.shape[0], dtype=np.float32)
-        np.add.at(total, items, np.repeat(self.idf[columns], ends - starts))
+        columns = sorted(known)
+        items, counts = self._postings(self.by_word, columns)
+        total = np.zeros(self.by_word.shape[0], dtype=np.float32)
+        np.add.at(total, items, np.repeat(self.idf[columns], counts))
         return total[rows]
 
     def typed_match(self, query: Sequence[str], rows: IntArray) -> list[FloatArray]:
