@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from shopfusion.retrieval import topk
 from shopfusion.retrieval.topk import top_k_indices
 
 
@@ -68,3 +69,58 @@ def test_a_read_only_array_is_accepted(backend: str) -> None:
     scores = np.tile(np.arange(6, dtype=np.float32), (3, 1))
     scores.setflags(write=False)  # as a memory-mapped artifact's arrays are
     np.testing.assert_array_equal(top_k_indices(scores, 2), [[5, 4]] * 3)
+
+
+def wide_matrices(seed: int, k: int) -> Iterator[tuple[str, np.ndarray]]:
+    """Rows wide enough for the sampled threshold (``_samples_well``), in the shapes that test it."""
+    rng = np.random.default_rng(seed)
+    n = 3000
+    yield "dense", rng.standard_normal((6, n)).astype(np.float32)
+    # A co-occurrence source: fewer nonzero scores than k in some rows, so the row is completed
+    # with the items tied at zero; -0.0 ties with 0.0.
+    sparse = np.zeros((6, n), dtype=np.float32)
+    for row, nonzero in enumerate([0, 1, k // 2, k, 3 * k, 40 * k]):
+        sparse[row, rng.choice(n, min(nonzero, n), replace=False)] = rng.random(min(nonzero, n))
+    sparse[2, rng.choice(n, 50, replace=False)] = -0.0
+    yield "sparse", sparse
+    coarse = rng.integers(-2, 3, (6, n)).astype(np.float32)
+    coarse[rng.random((6, n)) < 0.3] = -np.inf
+    coarse[0, rng.choice(n, 40, replace=False)] = np.nan
+    coarse[1, rng.choice(n, 40, replace=False)] = np.inf
+    yield "coarse", coarse
+    # Fewer finite scores than k: the threshold is -inf, where NaN ties with -inf.
+    mostly_inf = np.full((4, n), -np.inf, dtype=np.float32)
+    mostly_inf[:, 100 + rng.choice(n - 100, k // 2 + 1, replace=False)] = 1.0
+    mostly_inf[:, :30:2] = np.nan  # among the first ties by index
+    yield "mostly -inf", mostly_inf
+    # Every good score on the sample's stride: its threshold is above the row's k-th best.
+    on_sample = rng.random((3, n)).astype(np.float32) - 1
+    on_sample[:, :: topk.SAMPLE_STRIDE] += 2
+    yield "on-sample", on_sample
+
+
+@pytest.mark.parametrize("k", [1, 7, 50, 200])
+def test_wide_rows_follow_score_then_index_on_either_backend(backend: str, k: int) -> None:
+    for name, scores in wide_matrices(seed=k, k=k):
+        before = scores.copy()
+        got = top_k_indices(scores, k)
+        np.testing.assert_array_equal(got, reference(scores, k), err_msg=name)
+        np.testing.assert_array_equal(scores, before)
+
+
+def test_the_sample_settles_what_it_can_and_names_the_rest() -> None:
+    k = 50
+    assert topk._samples_well(3000, k)
+    for name, scores in wide_matrices(seed=3, k=k):
+        columns, unsettled = topk._sampled_top_k(np.ascontiguousarray(scores), k)
+        settled = np.setdiff1d(np.arange(len(scores)), unsettled)
+        np.testing.assert_array_equal(columns[settled], reference(scores[settled], k), err_msg=name)
+        if name in ("dense", "sparse"):
+            assert len(unsettled) == 0, name  # the sample's own work, not the full selection
+        if name in ("mostly -inf", "on-sample"):
+            assert len(unsettled) == len(scores), name
+
+
+def test_narrow_rows_and_a_large_k_are_selected_in_full() -> None:
+    assert not topk._samples_well(topk.MIN_SAMPLED_COLUMNS - 1, 1)
+    assert not topk._samples_well(3000, 3000 // 4)
