@@ -8,7 +8,7 @@ import pytest
 from tests_support import proposed
 
 from shopfusion.data.interactions import Histories
-from shopfusion.retrieval.scores import DenseScores, SharedScores, dense_proposals
+from shopfusion.retrieval.scores import DenseScores, SharedScores, dense_proposals, union_of_keys
 from shopfusion.retrieval.topk import top_k_indices
 
 
@@ -71,3 +71,13 @@ def test_stacked_dense_proposals_equal_each_matrix_alone(seed: int) -> None:
             assert proposed(proposals) == _proposals_alone(scores, requests, k)
     for scores, copy in zip(matrices, before, strict=True):
         np.testing.assert_array_equal(scores, copy)  # the sources' matrices are not modified
+
+
+@pytest.mark.parametrize("size", [1, 60, 5_000, 10**9])  # bitmap, and (10**9) sorting
+def test_union_of_keys_is_the_sorted_distinct_keys(size: int) -> None:
+    rng = np.random.default_rng(size)
+    parts = [rng.integers(0, size, n, dtype=np.int64) for n in (0, 40, 40, 7)]
+    got = union_of_keys(parts, size)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, np.unique(np.concatenate(parts)))
+    assert len(union_of_keys([], size)) == 0

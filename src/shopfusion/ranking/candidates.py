@@ -13,7 +13,7 @@ import numpy as np
 
 from shopfusion.data.interactions import FloatArray, Histories, IntArray
 from shopfusion.retrieval.base import Retriever
-from shopfusion.retrieval.scores import DenseScores, Proposals, SourceScores, dense_proposals
+from shopfusion.retrieval.scores import DenseScores, Proposals, SourceScores, dense_proposals, union_of_keys
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def merge_candidates(
         proposed = proposals[name]
         keys.append(proposed.rows * n_items + proposed.items)
         key_ranks.append(proposed.ranks)
-    candidate_keys = np.unique(np.concatenate(keys)) if keys else np.zeros(0, dtype=np.int64)
+    candidate_keys = union_of_keys(keys, n * n_items)
     cand_rows, cand_items = np.divmod(candidate_keys, n_items)
     source_ranks = np.full((len(candidate_keys), len(names)), max_n + 1, dtype=np.float32)
     for s in range(len(names)):

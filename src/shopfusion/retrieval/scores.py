@@ -58,10 +58,30 @@ def mask_history(scores: FloatArray, requests: Histories) -> None:
     scores[rows, requests.items] = -np.inf
 
 
+#: :func:`union_of_keys` marks a bitmap while it is at most this many bytes per key ...
+BITMAP_BYTES_PER_KEY = 256
+#: ... and at most this big.
+MAX_BITMAP_SIZE = 1 << 24
+
+
+def union_of_keys(parts: Sequence[IntArray], size: int) -> IntArray:
+    """``np.unique(np.concatenate(parts))`` for keys in ``[0, size)``: sorted, distinct, int64.
+
+    Where ``size`` is small beside the keys' count, marking them in a bitmap and reading it back
+    is several times faster than sorting them (16 requests x 5 sources x 100 random keys over
+    16 x 12,101: 0.07 against 0.77 ms; RESULTS.md, session 16); a sparse key space is sorted."""
+    keys = np.concatenate(parts) if len(parts) else np.zeros(0, dtype=np.int64)
+    if size > BITMAP_BYTES_PER_KEY * len(keys) or size > MAX_BITMAP_SIZE:
+        return np.unique(keys).astype(np.int64, copy=False)
+    marked = np.zeros(size, dtype=bool)
+    marked[keys] = True
+    return np.flatnonzero(marked)
+
+
 def _history_keys(requests: Histories, n_items: int) -> IntArray:
     """Sorted unique ``row * n_items + item`` of every request's history."""
     rows = np.repeat(np.arange(len(requests), dtype=np.int64), requests.lengths())
-    return np.unique(rows * n_items + requests.items)
+    return union_of_keys([rows * n_items + requests.items], len(requests) * n_items)
 
 
 def _in_sorted(keys: IntArray, sorted_keys: IntArray) -> npt.NDArray[np.bool_]:

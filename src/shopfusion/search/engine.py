@@ -52,6 +52,7 @@ from shopfusion.ranking.groups import subsample_groups
 from shopfusion.retrieval.base import TrainData, sparse_from_arrays, sparse_to_arrays
 from shopfusion.retrieval.blas import one_blas_thread
 from shopfusion.retrieval.item2item import ItemToItemRetriever
+from shopfusion.retrieval.scores import union_of_keys
 from shopfusion.search.api import FacetValue, SearchFilters, SearchRequest, SearchResult
 from shopfusion.search.index import DenseIndex, LexicalIndex, attributes_of, field_texts
 from shopfusion.search.intent import CategoryIntent
@@ -576,7 +577,7 @@ class SearchEngine:
         if len(s.history):
             plausible = allowed & (lexical > 0)
             pools.append(_top(s.affinity, cfg.personal_candidates, plausible & (s.affinity > 0)))
-        candidates = np.unique(np.concatenate(pools))
+        candidates = union_of_keys(pools, self.n_items_)
         if len(s.history) and len(candidates):
             # candidates are sorted and distinct: each history item is found by bisection
             # (np.isin sorted both arrays again, a tenth of the candidate step)
