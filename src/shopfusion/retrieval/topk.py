@@ -139,7 +139,7 @@ def _sampled_top_k(values: FloatArray, k: int) -> tuple[IntArray, IntArray]:
         need = k - int(passed[row])
         tie = threshold[row]
         ties = np.flatnonzero(values[row] == tie)[:need] if np.isfinite(tie) else columns[row, :0]
-        if len(ties) < need:  # the sample overshot (or a -inf/NaN threshold: NaN ties -inf)
+        if len(ties) < need:  # the sample overshot, or a non-finite threshold (NaN ties -inf)
             unsettled.append(row)
         else:
             columns[row, passed[row] :] = ties
