@@ -16,7 +16,9 @@
 #      CONNECTIONS_search (4),
 #      OPEN_CONNECTIONS (256), WORKERS (serve --workers, default 1), SKIP_WARM=1 / SKIP_MISS=1,
 #      WARM_USERS / WARM_ITEMS (default: all), MAX_LOAD (refuse to start above this 1-minute load
-#      average, default 1.5; 0 skips the check), PORT (8801).
+#      average, default 1.5; 0 skips the check), PORT (8801), SERVER_CPUS / LOAD_CPUS (taskset
+#      CPU lists for the server and the generator: SERVER_CPUS=0 LOAD_CPUS=1 WORKERS=1 gives the
+#      server half of a 2-core machine, a stand-in for a machine half as fast).
 set -euo pipefail
 artifact="$1"; out="$2"; seconds="${3:-15}"
 sf="${SF:-.venv/bin}"
@@ -40,9 +42,11 @@ n_users=${WARM_USERS:-$(wc -l < "$artifact/users.txt")}; n_items=${WARM_ITEMS:-$
 endpoints="${ENDPOINTS:-recommend search}"
 [ -d "$artifact/search" ] || endpoints="${endpoints//search/}"
 
+pin_server=(); [ -n "${SERVER_CPUS:-}" ] && pin_server=(taskset -c "$SERVER_CPUS")
+pin_load=(); [ -n "${LOAD_CPUS:-}" ] && pin_load=(taskset -c "$LOAD_CPUS")
 start_server() {  # env assignments
   log="$out/server-$(date +%s).log"
-  env "$@" "$sf/shopfusion" serve --artifact "$artifact" --port "$port" --workers "${WORKERS:-1}" \
+  env "$@" "${pin_server[@]}" "$sf/shopfusion" serve --artifact "$artifact" --port "$port" --workers "${WORKERS:-1}" \
     --store "$(mktemp -d)/events.db" > "$log" 2>&1 &
   server=$!
   trap 'kill "$server" 2>/dev/null || true' EXIT  # a failed step must not leave a server (and its lock) behind
@@ -56,7 +60,7 @@ stop_server() {
 }
 bench() {  # endpoint rate(0: closed) connections json label
   seed=$((seed + 1))  # a new request mix each run: no run finds the previous run's answers cached
-  "$sf/shopfusion" bench load --url "$url" --artifact "$artifact" --endpoint "$1" --rate "$2" \
+  "${pin_load[@]}" "$sf/shopfusion" bench load --url "$url" --artifact "$artifact" --endpoint "$1" --rate "$2" \
     --connections "$3" --duration "$seconds" --warmup 3 --seed "$seed" --json "$4" > /dev/null
   echo "$5, load $(load)" >> "$4.labels"
 }

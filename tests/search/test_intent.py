@@ -33,3 +33,18 @@ def test_round_trip_through_arrays() -> None:
     restored = CategoryIntent.from_arrays(intent.arrays())
     assert np.allclose(restored.predict(["smart", "tv"]), intent.predict(["smart", "tv"]))
     assert restored.labels_ == intent.labels_
+
+
+def test_the_match_of_some_items_is_their_entries_of_every_items_match() -> None:
+    rng = np.random.default_rng(3)
+    names = [f"label{i}" for i in range(12)]
+    labels = [list(rng.choice(names, size=int(rng.integers(1, 5)), replace=False)) for _ in range(300)]
+    tokens = [[f"word{int(w)}" for w in rng.integers(0, 40, size=4)] for _ in range(300)]
+    intent = CategoryIntent().fit(tokens, labels)
+    p = intent.predict(["word3", "word17"])
+    every = intent.item_match(p)
+    items = np.array([299, 0, 17, 17, 150, 3], dtype=np.int64)  # any order, repeats allowed
+    some = intent.item_match(p, items)
+    assert some.dtype == np.float32
+    assert np.array_equal(some.view(np.int32), every[items].view(np.int32))  # bit for bit
+    assert len(intent.item_match(p, np.zeros(0, dtype=np.int64))) == 0

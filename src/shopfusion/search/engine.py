@@ -289,7 +289,9 @@ class Signals:
     fields: dict[str, FloatArray]
     coverage: FloatArray
     dense: dict[str, FloatArray]
-    intent: FloatArray
+    #: P(label | query) over the intent model's labels; an item's match is the mass of its own
+    #: labels, read for the candidates only (:meth:`SearchEngine._features`).
+    intent_labels: FloatArray
     popularity: FloatArray
     affinity: FloatArray
     last_affinity: FloatArray
@@ -536,7 +538,7 @@ class SearchEngine:
         if dense is None:
             batch = {name: vector[None, :] for name, vector in query_vectors.items()}
             dense = {name: rows[0] for name, rows in self.dense_.similarities(batch).items()}
-        intent = self.intent_.item_match(self.intent_.predict(words))
+        intent_labels = self.intent_.predict(words)
         affinity = self.behaviour_.affinity(history, self.config.recency_half_life)
         if len(history):
             weights = np.power(0.5, np.arange(len(history))[::-1] / self.config.recency_half_life)
@@ -556,7 +558,7 @@ class SearchEngine:
             fields,
             coverage.astype(np.float32),
             dense,
-            intent,
+            intent_labels,
             self.behaviour_.popularity,
             affinity,
             last,
@@ -606,7 +608,7 @@ class SearchEngine:
         columns += [s.dense[e][rows] for e in self.dense_.encoders]
         columns += [_rank(s.dense[e], rows) for e in self.dense_.encoders]
         columns += [
-            s.intent[rows],
+            self.intent_.item_match(s.intent_labels, rows),
             s.popularity[rows],
             s.affinity[rows],
             _rank(s.affinity, rows) if len(s.history) else float(self.n_items_),

@@ -17,8 +17,10 @@ import scipy.sparse as sp
 
 from shopfusion.errors import NotFittedError
 from shopfusion.retrieval.base import sparse_from_arrays, sparse_to_arrays
+from shopfusion.search.rows import RowSelection
 
 FloatArray = npt.NDArray[np.float32]
+IntArray = npt.NDArray[np.int64]
 
 
 class CategoryIntent:
@@ -97,8 +99,13 @@ class CategoryIntent:
         p /= p.sum()
         return p
 
-    def item_match(self, probabilities: FloatArray) -> FloatArray:
-        """Per item, the probability mass of the item's own labels."""
+    def item_match(self, probabilities: FloatArray, items: IntArray | None = None) -> FloatArray:
+        """Per item (of ``items``, default all), the probability mass of the item's own labels.
+
+        A search needs only its candidates': their rows are read alone (~17 against ~60 us for
+        every item on Beauty), with the same sums bit for bit (:class:`RowSelection`)."""
+        if items is not None:
+            return RowSelection(self.item_labels_, items).dot(probabilities)
         match: FloatArray = np.asarray(self.item_labels_ @ probabilities, dtype=np.float32).ravel()
         return match
 
