@@ -125,6 +125,21 @@ class Histories:
         out[ok] = self.kinds[self.indptr[1:][ok] - n_from_end]
         return out
 
+    def weights(self, recency_half_life: float | None = None, binary: bool = True) -> RowWeights:
+        """Each row's distinct items (ascending) and their weights: :meth:`to_csr`'s arrays, without
+        building a scipy matrix (a served scoring call reads them in every source, and each
+        ``csr_matrix`` costs tens of microseconds of format checks; RESULTS.md, session 18).
+
+        Built once per setting and shared, like :meth:`to_csr`: callers must not modify them."""
+        cache: dict[tuple[float | None, bool], RowWeights] | None = self.__dict__.get("_weights")
+        if cache is None:
+            cache = {}
+            object.__setattr__(self, "_weights", cache)  # a memo, not a field: frozen stays true
+        key = (recency_half_life, binary)
+        if key not in cache:
+            cache[key] = self._build_weights(recency_half_life, binary)
+        return cache[key]
+
     def to_csr(self, recency_half_life: float | None = None, binary: bool = True) -> sp.csr_matrix:
         """Rows x items matrix. With ``recency_half_life`` (in positions), the most recent item
         weighs 1 and one ``half_life`` positions earlier weighs 0.5; repeats keep their max weight.
@@ -134,13 +149,14 @@ class Histories:
         cache: dict[tuple[float | None, bool], sp.csr_matrix] | None = self.__dict__.get("_csr")
         if cache is None:
             cache = {}
-            object.__setattr__(self, "_csr", cache)  # a memo, not a field: frozen stays true
+            object.__setattr__(self, "_csr", cache)
         key = (recency_half_life, binary)
         if key not in cache:
-            cache[key] = self._build_csr(recency_half_life, binary)
+            w = self.weights(recency_half_life, binary)
+            cache[key] = sp.csr_matrix((w.data, w.indices, w.indptr), shape=(len(self), self.n_items))
         return cache[key]
 
-    def _build_csr(self, recency_half_life: float | None, binary: bool) -> sp.csr_matrix:
+    def _build_weights(self, recency_half_life: float | None, binary: bool) -> RowWeights:
         n = len(self)
         lengths = self.lengths()
         row_ids = np.repeat(np.arange(n, dtype=np.int64), lengths)
@@ -159,9 +175,20 @@ class Histories:
             last[:-1] = (r[1:] != r[:-1]) | (c[1:] != c[:-1])
             indptr = np.zeros(n + 1, dtype=np.int64)
             np.cumsum(np.bincount(r[last], minlength=n), out=indptr[1:])
-            return sp.csr_matrix((w[last], c[last], indptr), shape=(n, self.n_items))
+            return RowWeights(indptr, c[last], w[last])
         coo = sp.coo_matrix((weights, (row_ids, self.items)), shape=(n, self.n_items))
-        return coo.tocsr().astype(np.float32)
+        summed = coo.tocsr().astype(np.float32)  # repeats add up
+        return RowWeights(summed.indptr.astype(np.int64), summed.indices.astype(np.int64), summed.data)
+
+
+@dataclass(frozen=True)
+class RowWeights:
+    """CSR arrays of a rows x items weight matrix: row ``r``'s items are
+    ``indices[indptr[r]:indptr[r + 1]]`` (ascending, distinct) with weights ``data`` (float32)."""
+
+    indptr: IntArray
+    indices: IntArray
+    data: FloatArray
 
 
 @dataclass

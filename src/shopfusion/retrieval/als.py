@@ -7,11 +7,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
-import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from shopfusion.data.interactions import FloatArray, Histories
+from shopfusion.data.interactions import FloatArray, Histories, RowWeights
 from shopfusion.errors import ModelFitError
 from shopfusion.retrieval.base import Retriever, TrainData
 from shopfusion.retrieval.blas import one_blas_thread, single_blas_thread_if_small
@@ -74,7 +73,7 @@ class ALSRetriever(Retriever):
         from a cached ``(YᵀY + λI)⁻¹``: for one request that is a solve the size of its history,
         not a pass over the catalog, which keeps a single recommendation fast.
         """
-        user_items = requests.to_csr(recency_half_life=self.recency_half_life)
+        user_items = requests.weights(recency_half_life=self.recency_half_life)
         out = np.zeros((len(requests), self.item_factors_.shape[1]), dtype=np.float32)
         with one_blas_thread():
             self._solve_rows(user_items, out)
@@ -88,7 +87,7 @@ class ALSRetriever(Retriever):
             self._gram_inv: npt.NDArray[np.float64] = np.asarray(np.linalg.inv(gram), dtype=np.float64)
         return self._gram_inv
 
-    def _solve_rows(self, user_items: sp.csr_matrix, out: FloatArray) -> None:
+    def _solve_rows(self, user_items: RowWeights, out: FloatArray) -> None:
         """``x = (G + Uᵀ D U)⁻¹ Uᵀ c`` for each row, with ``G = YᵀY + λI``, ``U`` the history's item
         factors, ``c`` their confidences and ``D = diag(c - 1)``.
 

@@ -22,11 +22,12 @@ import numpy.typing as npt
 import pandas as pd
 import scipy.sparse as sp
 
-from shopfusion.data.interactions import FloatArray, Histories, IntArray
+from shopfusion.data.interactions import FloatArray, Histories, IntArray, RowWeights
 from shopfusion.encoders.cache import EmbeddingCache, cached_encode
 from shopfusion.encoders.text import item_texts, needs_multilingual, normalise_rows, text_encoder
 from shopfusion.errors import ConfigError, DataError
 from shopfusion.retrieval.base import Retriever, TrainData
+from shopfusion.retrieval.sparse_product import gathered_rows, weighted_rows
 from shopfusion.retrieval.vector_index import VectorIndex
 
 logger = logging.getLogger(__name__)
@@ -119,23 +120,29 @@ class EmbeddingRetriever(Retriever):
                 last_vectors[last < 0] = 0.0
                 query = (1.0 - self.last_item_weight) * query + self.last_item_weight * last_vectors
             return np.asarray(query @ self.item_embeddings_.T, dtype=np.float32)
-        weights = requests.to_csr(recency_half_life=self.recency_half_life)
-        totals = np.asarray(weights.sum(axis=1)).ravel()
+        history = weighted_rows(self._neighbour_weights(requests), self.similarity_)
+        if self.last_item_weight <= 0:
+            return history
+        last_rows = gathered_rows(last, self.similarity_)
+        scores = (1.0 - self.last_item_weight) * history + self.last_item_weight * last_rows
+        return scores.astype(np.float32, copy=False)
+
+    def _neighbour_weights(self, requests: Histories) -> RowWeights:
+        """Each request's history weights divided by their total, its items listed last to first."""
+        weights = requests.weights(recency_half_life=self.recency_half_life)
+        # The totals as scipy's ``csr.sum(axis=1)`` adds them, the first code's (same last bits).
+        totals = np.zeros(len(requests), dtype=np.float32)
+        nonempty = np.flatnonzero(np.diff(weights.indptr))
+        if len(nonempty):
+            totals[nonempty] = np.add.reduceat(weights.data, weights.indptr[nonempty])
         # Each row divided by its total, in place of a diagonal matrix product (a third of a
         # lone request's content scoring went to building that product; RESULTS.md, session 7).
         rows = np.repeat(np.arange(len(requests)), np.diff(weights.indptr))
         # That product gave float32 weights listing each row's items last to first, and the sum
-        # below adds them in that order: both kept, so scores do not move in their last bits.
+        # of the scores adds them in that order: both kept, so scores do not move in their last bits.
         reverse = weights.indptr[rows] + weights.indptr[rows + 1] - 1 - np.arange(len(rows))
         scaled = (weights.data[reverse] * (1.0 / np.maximum(totals, 1e-12))[rows]).astype(np.float32)
-        weights = sp.csr_matrix((scaled, weights.indices[reverse], weights.indptr), shape=weights.shape)
-        history = (weights @ self.similarity_).toarray()
-        last_rows = self.similarity_[np.maximum(last, 0)].toarray()
-        scores = np.asarray(history, dtype=np.float32)
-        if self.last_item_weight > 0:
-            last_rows[last < 0] = 0.0
-            scores = (1.0 - self.last_item_weight) * scores + self.last_item_weight * last_rows
-        return scores.astype(np.float32, copy=False)
+        return RowWeights(weights.indptr, weights.indices[reverse], scaled)
 
     def similar_items(self, items: IntArray | list[int], k: int) -> tuple[IntArray, FloatArray]:
         """The ``k`` items with the most similar embedding to each of ``items`` (itself left out)."""

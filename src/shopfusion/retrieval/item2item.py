@@ -15,6 +15,7 @@ import scipy.sparse as sp
 
 from shopfusion.data.interactions import FloatArray, Histories
 from shopfusion.retrieval.base import Retriever, TrainData, sparse_from_arrays, sparse_to_arrays
+from shopfusion.retrieval.sparse_product import weighted_rows
 
 
 class ItemToItemRetriever(Retriever):
@@ -45,8 +46,7 @@ class ItemToItemRetriever(Retriever):
         self.similarity_ = _keep_top_per_row(similarity.tocsr(), self.neighbours)
 
     def _score(self, requests: Histories) -> FloatArray:
-        weights = requests.to_csr(recency_half_life=self.recency_half_life)
-        return np.asarray((weights @ self.similarity_).toarray(), dtype=np.float32)
+        return weighted_rows(requests.weights(recency_half_life=self.recency_half_life), self.similarity_)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return sparse_to_arrays(self.similarity_)

@@ -18,6 +18,7 @@ import scipy.sparse as sp
 
 from shopfusion.data.interactions import FloatArray, Histories
 from shopfusion.retrieval.base import Retriever, TrainData, sparse_from_arrays, sparse_to_arrays
+from shopfusion.retrieval.sparse_product import weighted_rows
 
 
 class TransitionRetriever(Retriever):
@@ -72,8 +73,7 @@ class TransitionRetriever(Retriever):
         self.transitions_ = (sp.diags(scale) @ matrix).tocsr().astype(np.float32)
 
     def _score(self, requests: Histories) -> FloatArray:
-        weights = requests.to_csr(recency_half_life=self.recency_half_life)
-        return np.asarray((weights @ self.transitions_).toarray(), dtype=np.float32)
+        return weighted_rows(requests.weights(recency_half_life=self.recency_half_life), self.transitions_)
 
     def _arrays(self) -> dict[str, npt.NDArray[Any]]:
         return sparse_to_arrays(self.transitions_)
