@@ -127,8 +127,9 @@ class Histories:
 
     def weights(self, recency_half_life: float | None = None, binary: bool = True) -> RowWeights:
         """Each row's distinct items (ascending) and their weights: :meth:`to_csr`'s arrays, without
-        building a scipy matrix (a served scoring call reads them in every source, and each
-        ``csr_matrix`` costs tens of microseconds of format checks; RESULTS.md, session 18).
+        building a scipy matrix: every source of a scoring call reads them (building them once
+        was 4% of a lone request's call; RESULTS.md, session 7), and each ``csr_matrix`` adds
+        scipy's format checks (session 18).
 
         Built once per setting and shared, like :meth:`to_csr`: callers must not modify them."""
         cache: dict[tuple[float | None, bool], RowWeights] | None = self.__dict__.get("_weights")
@@ -144,12 +145,11 @@ class Histories:
         """Rows x items matrix. With ``recency_half_life`` (in positions), the most recent item
         weighs 1 and one ``half_life`` positions earlier weighs 0.5; repeats keep their max weight.
 
-        Built once per setting and shared: the sources of a scoring call all ask for it (4% of a
-        lone request's call; RESULTS.md, session 7), so callers must not modify it."""
+        Built once per setting from :meth:`weights` and shared, so callers must not modify it."""
         cache: dict[tuple[float | None, bool], sp.csr_matrix] | None = self.__dict__.get("_csr")
         if cache is None:
             cache = {}
-            object.__setattr__(self, "_csr", cache)
+            object.__setattr__(self, "_csr", cache)  # a memo, like weights()'
         key = (recency_half_life, binary)
         if key not in cache:
             w = self.weights(recency_half_life, binary)
