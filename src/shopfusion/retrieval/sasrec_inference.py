@@ -27,8 +27,10 @@ def _layer_norm(x: FloatArray, weight: FloatArray, bias: FloatArray) -> FloatArr
     # wrapper, which cost a lone request's forward ~10% (RESULTS.md, session 18). The float32
     # quotient is the one mean's float64 division rounds to, so results keep every bit.
     count = np.float32(x.shape[-1])
-    centred = x - np.add.reduce(x, axis=-1, keepdims=True) / count
-    variance = np.add.reduce(centred * centred, axis=-1, keepdims=True) / count
+    total: FloatArray = np.add.reduce(x, axis=-1, keepdims=True)
+    centred = x - total / count
+    squares: FloatArray = np.add.reduce(centred * centred, axis=-1, keepdims=True)
+    variance = squares / count
     out: FloatArray = centred / np.sqrt(variance + _LAYER_NORM_EPS) * weight + bias
     return out
 
