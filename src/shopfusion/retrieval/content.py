@@ -130,7 +130,8 @@ class EmbeddingRetriever(Retriever):
     def _neighbour_weights(self, requests: Histories) -> RowWeights:
         """Each request's history weights divided by their total, its items listed last to first."""
         weights = requests.weights(recency_half_life=self.recency_half_life)
-        # The totals as scipy's ``csr.sum(axis=1)`` adds them, the first code's (same last bits).
+        # Row totals added as scipy's ``csr.sum(axis=1)`` adds them (``np.add.reduceat``), as the
+        # scores were first computed: the same last bits.
         totals = np.zeros(len(requests), dtype=np.float32)
         nonempty = np.flatnonzero(np.diff(weights.indptr))
         if len(nonempty):
