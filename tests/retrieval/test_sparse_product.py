@@ -59,12 +59,17 @@ def test_gathered_rows_are_the_rows_themselves() -> None:
     np.testing.assert_array_equal(got, expected)
 
 
-def test_weights_are_the_csr_arrays() -> None:
+def test_weights_list_each_rows_distinct_items_with_their_weights() -> None:
     requests = Histories.from_lists([[3, 1, 3, 2], [], [0]], 5)
-    for half_life, binary in ((None, True), (1.0, True), (None, False)):
+    expected = {  # (recency_half_life, binary): each row's (items, weights)
+        (None, True): ([1, 2, 3], [1.0, 1.0, 1.0]),
+        (1.0, True): ([1, 2, 3], [0.25, 1.0, 0.5]),  # a repeat keeps its latest weight
+        (None, False): ([1, 2, 3], [1.0, 1.0, 2.0]),  # repeats add up
+    }
+    for (half_life, binary), (items, values) in expected.items():
         weights = requests.weights(recency_half_life=half_life, binary=binary)
-        csr = requests.to_csr(recency_half_life=half_life, binary=binary)
-        np.testing.assert_array_equal(weights.indptr, csr.indptr)
-        np.testing.assert_array_equal(weights.indices, csr.indices)
-        np.testing.assert_array_equal(weights.data, csr.data)
+        np.testing.assert_array_equal(weights.indptr, [0, 3, 3, 4])
+        np.testing.assert_array_equal(weights.indices, [*items, 0])
+        np.testing.assert_array_equal(weights.data, np.array([*values, 1.0], dtype=np.float32))
+        assert weights.data.dtype == np.float32
     assert requests.weights(recency_half_life=1.0) is requests.weights(recency_half_life=1.0)  # shared
