@@ -149,7 +149,7 @@ class Histories:
         cache: dict[tuple[float | None, bool], sp.csr_matrix] | None = self.__dict__.get("_csr")
         if cache is None:
             cache = {}
-            object.__setattr__(self, "_csr", cache)  # a memo, like weights()'
+            object.__setattr__(self, "_csr", cache)  # a memo, as in weights()
         key = (recency_half_life, binary)
         if key not in cache:
             w = self.weights(recency_half_life, binary)

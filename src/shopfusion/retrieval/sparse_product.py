@@ -17,6 +17,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from shopfusion.data.interactions import FloatArray, IntArray, RowWeights
+from shopfusion.search.rows import RowSelection
 
 
 def weighted_rows(weights: RowWeights, matrix: sp.csr_matrix) -> FloatArray:
@@ -25,14 +26,10 @@ def weighted_rows(weights: RowWeights, matrix: sp.csr_matrix) -> FloatArray:
     if matrix.dtype != np.float32:  # the order below is float32's: let scipy do other types
         left = sp.csr_matrix((weights.data, weights.indices, weights.indptr), shape=(n_rows, matrix.shape[0]))
         return np.asarray((left @ matrix).toarray(), dtype=np.float32)
-    starts = matrix.indptr[weights.indices].astype(np.int64)
-    lengths = matrix.indptr[weights.indices + 1].astype(np.int64) - starts
-    total = int(lengths.sum())
-    # Where in matrix.data each product's entry lies: its row's start plus its place in the row.
-    offsets = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+    picked = RowSelection(matrix, weights.indices)  # each history entry's matrix row, in order
     rows = np.repeat(np.arange(n_rows, dtype=np.int64), np.diff(weights.indptr))
-    keys = np.repeat(rows * n_columns, lengths) + matrix.indices[offsets]
-    products = (np.repeat(weights.data, lengths) * matrix.data[offsets]).astype(np.float32, copy=False)
+    keys = np.repeat(rows * n_columns, picked.lengths) + picked.columns
+    products = (np.repeat(weights.data, picked.lengths) * picked.data).astype(np.float32, copy=False)
     out = np.zeros(n_rows * n_columns, dtype=np.float32)
     # ufunc.at adds unbuffered and in order: each entry's sum runs through its products exactly
     # as csr_matmat's float32 accumulator does (a sum of +0.0 and products never gives -0.0,
