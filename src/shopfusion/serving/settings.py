@@ -74,10 +74,12 @@ class ServiceSettings(BaseSettings):
     # ... and at most this many cache misses may wait for or hold one; more get 503 at once. The
     # wait of an admitted request is then at most about max_model_queue / model_workers scorings
     # (fewer with batching: a batch of n costs far less than n single scorings).
-    # 32 = the batch being scored and a full one waiting: the bound that holds the tail (the delay
-    # shedder below steers the average but sees a queue only once it drains; RESULTS.md,
-    # sessions 4 and 5).
-    max_model_queue: int = Field(default=32, gt=0)
+    # It is the bound that holds the tail (the delay shedder below steers the average but sees a
+    # queue only once it drains; RESULTS.md, sessions 4 and 5). 20 = the batch being scored
+    # (max_batch 16) and a few waiting: an admitted miss waits for at most that much work. With a
+    # full batch waiting too (32), misses at twice the sustainable rate had an admitted p99 of
+    # 45-57 ms against the 40 allowed; with 20, 35-36 ms (RESULTS.md, session 19).
+    max_model_queue: int = Field(default=20, gt=0)
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
     model_delay_target_ms: float = Field(default=30.0, ge=0)
