@@ -98,7 +98,9 @@ failed = r['server_errors_5xx_not_503'] + r['transport_errors'] + r['timeouts'] 
 sys.exit(not (ok and ok['p99'] <= float(sys.argv[2]) and failed == 0 and r['shed'] <= 0.001 * r['sent']))" \
     "$1" "${p99_limit[$2]}"
 }
-ladder() {  # endpoint json tag estimate: prints the sustainable rate
+ladder() {  # endpoint json tag estimate: sets $sustainable
+  # Not run in a $(subshell): `bench` counts the seeds in this shell, and a later run that reused a
+  # ladder step's seed found that step's searches in the cache.
   # A closed loop's rate depends on how its few connections fall to the workers (uvicorn's workers
   # share one socket and the first awake takes every waiting connection): 8 connections all on one
   # worker measured half the two workers' rate, and "2x" that was no overload (RESULTS.md, session
@@ -106,7 +108,7 @@ ladder() {  # endpoint json tag estimate: prints the sustainable rate
   # met, down by 20% until it is, then two bisections of the last bracket (~6% apart).
   local rate=$4 best=0 worst=0 step
   for step in 1 2 3 4 5 6 7 8; do
-    bench "$1" "$rate" "$open_connections" "$2" "$1 $3: ladder step $step at $rate/s" >&2
+    bench "$1" "$rate" "$open_connections" "$2" "$1 $3: ladder step $step at $rate/s"
     if meets "$2" "$1"; then best=$rate; else worst=$rate; settle; fi
     if [ "$best" -gt 0 ] && [ "$worst" -gt 0 ]; then break; fi
     if [ "$best" -gt 0 ]; then rate=$((rate * 5 / 4)); else rate=$((rate * 4 / 5)); fi
@@ -116,18 +118,18 @@ ladder() {  # endpoint json tag estimate: prints the sustainable rate
     [ "$best" -gt 0 ] && [ "$worst" -gt 0 ] || break
     rate=$(python3 -c "print(round(($best * $worst) ** 0.5))")
     [ "$rate" -gt "$best" ] && [ "$rate" -lt "$worst" ] || break
-    bench "$1" "$rate" "$open_connections" "$2" "$1 $3: ladder bisection at $rate/s" >&2
+    bench "$1" "$rate" "$open_connections" "$2" "$1 $3: ladder bisection at $rate/s"
     if meets "$2" "$1"; then best=$rate; else worst=$rate; settle; fi
   done
-  echo "$best"
+  sustainable=$best
 }
 three_runs() {  # endpoint json tag
   settle
   probe
   bench "$1" 0 "${connections[$1]}" "$2" "$1 $3: closed loop (the ladder's estimate)"
-  local sustainable; sustainable=$(ok_rps "$2")
+  sustainable=$(ok_rps "$2")
   if [ "$3" = miss ] || [ "$1" = search ]; then
-    sustainable=$(ladder "$1" "$2" "$3" "$sustainable")
+    ladder "$1" "$2" "$3" "$sustainable"
     echo "$1 $3: sustainable rate $sustainable/s (the highest that met the target)"
     [ "$sustainable" -gt 0 ] || { echo "$1 $3: no rate met the target" >&2; settle; return; }
   fi
