@@ -78,7 +78,7 @@ class ServiceSettings(BaseSettings):
     # queue only once it drains; RESULTS.md, sessions 4 and 5). 20 = the batch being scored
     # (max_batch 16) and a few waiting: an admitted miss waits for at most that much work. With a
     # full batch waiting too (32), misses at twice the sustainable rate had an admitted p99 of
-    # 45-57 ms against the 40 allowed; with 20, 35-36 ms (RESULTS.md, session 19).
+    # 45-57 ms against the 40 allowed; with 20, 21-37 ms (RESULTS.md, session 19).
     max_model_queue: int = Field(default=20, gt=0)
     # ... and when cache misses wait longer than this for a scoring thread, a growing fraction of
     # new misses gets 503 at once, enough to hold that wait near this target. 0 turns it off.
@@ -98,7 +98,7 @@ class ServiceSettings(BaseSettings):
     # admitted search stays bounded under any overload (issue 5: p99 50 ms, 100 ms at 2x). 25: in
     # session 5, when a search cost ~8 ms, 25 refused a few searches at the 200/s target and 40
     # was chosen; at ~4 ms a search 40 let the admitted p99 reach 107 ms at twice the sustainable
-    # rate, and 25 held it at 48-53 ms with no refusal at 200/s (RESULTS.md, session 19). 0: no
+    # rate, and 25 held it at 44-53 ms with no refusal at 200/s (RESULTS.md, session 19). 0: no
     # bound other than max_model_queue.
     search_wait_budget_ms: float = Field(default=25.0, ge=0)
     # Searches that queued while one ran are run together, at most this many (one engine call:
