@@ -107,6 +107,8 @@ ladder() {  # endpoint json tag estimate: sets $sustainable
   # 19). So the estimate only starts a ladder of open-loop runs: up by 25% while the target is
   # met, down by 20% until it is, then two bisections of the last bracket (~6% apart).
   local rate=$4 best=0 worst=0 step
+  sustainable=0
+  [ "$rate" -ge 1 ] || return 0  # the closed loop answered nothing: no ladder (rate 0 is a closed loop)
   for step in 1 2 3 4 5 6 7 8; do
     bench "$1" "$rate" "$open_connections" "$2" "$1 $3: ladder step $step at $rate/s"
     if meets "$2" "$1"; then best=$rate; else worst=$rate; settle; fi
