@@ -99,13 +99,13 @@ sys.exit(not (ok and ok['p99'] <= float(sys.argv[2]) and failed == 0 and r['shed
     "$1" "${p99_limit[$2]}"
 }
 ladder() {  # endpoint json tag estimate: sets $sustainable
-  # Not run in a $(subshell): `bench` counts the seeds in this shell, and a later run that reused a
-  # ladder step's seed found that step's searches in the cache.
   # A closed loop's rate depends on how its few connections fall to the workers (uvicorn's workers
   # share one socket and the first awake takes every waiting connection): 8 connections all on one
   # worker measured half the two workers' rate, and "2x" that was no overload (RESULTS.md, session
   # 19). So the estimate only starts a ladder of open-loop runs: up by 25% while the target is
   # met, down by 20% until it is, then two bisections of the last bracket (~6% apart).
+  # It sets a variable rather than printing into a $(subshell): `bench` counts the seeds in this
+  # shell, and runs after a subshell reused its seeds and found those searches in the cache.
   local rate=$4 best=0 worst=0 step
   sustainable=0
   [ "$rate" -ge 1 ] || return 0  # the closed loop answered nothing: no ladder (rate 0 is a closed loop)
