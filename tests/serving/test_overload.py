@@ -320,10 +320,13 @@ def test_the_job_time_is_the_jobs_cpu_not_its_waits() -> None:
 
 
 def test_searches_have_their_own_threads_and_queue(client_factory: ClientFactory) -> None:
-    client = client_factory(max_model_queue=3, search_workers=1, search_wait_budget_ms=40)
+    client = client_factory(
+        max_model_queue=3, search_workers=1, search_wait_budget_ms=40, search_overload_budget_ms=20
+    )
     state = client.app.state  # type: ignore[attr-defined]
     assert state.search_gate is not state.gate and state.search_gate.workers == 1
     assert state.search_gate.wait_budget_s == 0.04 and state.gate.wait_budget_s == 0
+    assert state.search_gate.overload_budget_s == 0.02 and state.gate.overload_budget_s == 0
     state.gate.pending = 3  # recommendation misses fill their queue: searches are still served
     assert client.get("/v1/search", params={"q": "phone"}).status_code == 200
     state.search_gate.pending = 3
@@ -362,3 +365,38 @@ def test_a_batchs_job_time_counts_per_request() -> None:
     gate = ModelGate(1, 10, Metrics(), wait_budget_s=0.025)
     asyncio.run(gate.in_thread(spin, 0.02, requests=4))
     assert 0.004 <= gate.job_s < 0.01
+
+
+def test_the_tight_budget_holds_only_while_refusals_are_sustained() -> None:
+    """A burst that meets the budget once or twice keeps the roomy budget (it is served, not
+    refused); a steady run of refusals (overload) switches to the tight one, where an admitted
+    request waits about the whole budget; a calm spell switches back."""
+    gate = ModelGate(1, 100, Metrics(), wait_budget_s=0.04, overload_budget_s=0.025)
+    gate.job_s = 0.005
+    gate.pending = 9  # 45 ms of work admitted: past either budget
+    assert gate.refuses() and gate.refuses()
+    assert gate.budget_s() == 0.04
+    gate.pending = 6  # 30 ms: within the roomy budget, past the tight one
+    assert not gate.refuses()
+    gate.pending = 9
+    for _ in range(10):
+        assert gate.refuses()
+    assert gate.budget_s() == 0.025
+    gate.pending = 6
+    assert gate.refuses()
+    with pytest.raises(HTTPException), gate.admit():
+        pass
+    gate.pending = 0
+    for _ in range(100):
+        assert not gate.refuses()
+    assert gate.budget_s() == 0.04
+    gate.pending = 6
+    assert not gate.refuses()
+
+
+def test_without_an_overload_budget_the_budget_never_changes() -> None:
+    gate = ModelGate(1, 100, Metrics(), wait_budget_s=0.04)
+    gate.job_s, gate.pending = 0.005, 9
+    for _ in range(50):
+        assert gate.refuses()
+    assert gate.budget_s() == 0.04

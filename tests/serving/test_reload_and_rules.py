@@ -251,6 +251,11 @@ def test_rules_and_keys_come_from_the_environment(monkeypatch: pytest.MonkeyPatc
         ServiceSettings(artifact=Path("x"))
     monkeypatch.setenv("SHOPFUSION_MODEL_DEADLINE_MS", "0")
     assert ServiceSettings(artifact=Path("x")).batch_window_ms == 30
+    monkeypatch.setenv("SHOPFUSION_SEARCH_OVERLOAD_BUDGET_MS", "60")
+    with pytest.raises(ValueError, match=r"search_overload_budget_ms .* must not exceed"):
+        ServiceSettings(artifact=Path("x"))
+    monkeypatch.setenv("SHOPFUSION_SEARCH_WAIT_BUDGET_MS", "0")  # no budget: nothing to tighten
+    assert ServiceSettings(artifact=Path("x")).search_overload_budget_ms == 60
 
 
 def test_precomputed_feeds_are_cache_hits_equal_to_live_ones(client_factory: ClientFactory) -> None:

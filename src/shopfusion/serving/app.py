@@ -113,6 +113,7 @@ def create_app(settings: ServiceSettings, searcher_loader: SearcherLoader = load
         settings.max_model_queue,
         metrics,
         wait_budget_s=settings.search_wait_budget_ms / 1000,
+        overload_budget_s=settings.search_overload_budget_ms / 1000,
     )
     # Searches are batched the same way: a search that arrives while one runs waits for the thread
     # with the others that arrive meanwhile, and they run as one engine call (the query encoder

@@ -29,6 +29,11 @@ T = TypeVar("T")
 
 #: Weight of the newest job in :attr:`ModelGate.job_s` (about the last 10 jobs count).
 JOB_TIME_WEIGHT = 0.1
+#: Weight of the newest arrival in :attr:`ModelGate.refused_share` (about the last 50 count) ...
+REFUSAL_WEIGHT = 0.02
+#: ... and the share above which the gate is in overload and holds the tighter budget: about
+#: six refusals running, where a burst at a normal rate refuses one or two.
+OVERLOAD_SHARE = 0.1
 
 #: Set while a request whose shedding draw was already made before routing is served
 #: (:mod:`shopfusion.serving.fastpath` refuses plain misses there, where it is cheaper): the
@@ -40,7 +45,12 @@ class ModelGate:
     """``wait_budget_s`` (0: none) bounds the wait of an admitted job when each job is one request
     (searches): a request is refused when the jobs admitted before it would keep the threads busy
     longer than that (their count times the recent mean job time, over ``workers``). Unlike the
-    shedder's samples, which come when a job *starts*, this sees a queue while it builds."""
+    shedder's samples, which come when a job *starts*, this sees a queue while it builds.
+
+    ``overload_budget_s`` (0: none) replaces it while the gate refuses a sustained share of the
+    arrivals (:data:`OVERLOAD_SHARE`): in steady overload an admitted request waits about the whole
+    budget, so a tight one keeps its latency low, while a burst at a normal rate still meets the
+    roomier one and is served rather than refused."""
 
     def __init__(
         self,
@@ -49,10 +59,12 @@ class ModelGate:
         metrics: Metrics,
         shedder: DelayShedder | None = None,
         wait_budget_s: float = 0.0,
+        overload_budget_s: float = 0.0,
     ) -> None:
         self.workers, self.max_pending, self.metrics = workers, max_pending, metrics
         self.shedder = shedder if shedder is not None else DelayShedder(0.0)
-        self.wait_budget_s = wait_budget_s
+        self.wait_budget_s, self.overload_budget_s = wait_budget_s, overload_budget_s
+        self.refused_share = 0.0  # moving average over arrivals of "refused as full"
         self.job_s = 0.0  # moving average of a request's CPU time in its thread (0: none ran yet)
         self.pending = 0
         self._limiter: anyio.CapacityLimiter | None = None
@@ -61,10 +73,17 @@ class ModelGate:
         """How long the jobs admitted so far would keep every thread busy."""
         return self.pending * self.job_s / self.workers
 
+    def budget_s(self) -> float:
+        """The wait budget now: the overload budget while a sustained share is refused."""
+        if self.overload_budget_s > 0 and self.refused_share > OVERLOAD_SHARE:
+            return self.overload_budget_s
+        return self.wait_budget_s
+
     def _full(self) -> bool:
-        if self.pending >= self.max_pending:
-            return True
-        return self.wait_budget_s > 0 and self.expected_wait_s() > self.wait_budget_s
+        budget = self.budget_s()
+        full = self.pending >= self.max_pending or (budget > 0 and self.expected_wait_s() > budget)
+        self.refused_share += REFUSAL_WEIGHT * (float(full) - self.refused_share)
+        return full
 
     def refuses(self) -> bool:
         """Whether a new miss would be refused now (counted as ``model_busy`` when it is); this is
