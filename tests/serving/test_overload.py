@@ -400,3 +400,13 @@ def test_without_an_overload_budget_the_budget_never_changes() -> None:
     for _ in range(50):
         assert gate.refuses()
     assert gate.budget_s() == 0.04
+
+
+def test_without_a_wait_budget_overload_brings_none() -> None:
+    """The queue bound alone refuses here; a steady run of its refusals must not start a budget."""
+    gate = ModelGate(1, 9, Metrics(), overload_budget_s=0.025)
+    gate.job_s, gate.pending = 0.005, 9  # the queue is full
+    for _ in range(50):
+        assert gate.refuses()
+    gate.pending = 8  # 40 ms of work, past the overload budget, within the queue bound
+    assert gate.budget_s() == 0 and not gate.refuses()

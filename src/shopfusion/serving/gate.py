@@ -47,7 +47,7 @@ class ModelGate:
     longer than that (their count times the recent mean job time, over ``workers``). Unlike the
     shedder's samples, which come when a job *starts*, this sees a queue while it builds.
 
-    ``overload_budget_s`` (0: none) replaces it while the gate refuses a sustained share of the
+    ``overload_budget_s`` (0: none) replaces a wait budget while the gate refuses a sustained share of the
     arrivals (:data:`OVERLOAD_SHARE`): in steady overload an admitted request waits about the whole
     budget, so a tight one keeps its latency low, while a burst at a normal rate still meets the
     roomier one and is served rather than refused."""
@@ -74,8 +74,9 @@ class ModelGate:
         return self.pending * self.job_s / self.workers
 
     def budget_s(self) -> float:
-        """The wait budget now: the overload budget while a sustained share is refused."""
-        if self.overload_budget_s > 0 and self.refused_share > OVERLOAD_SHARE:
+        """The wait budget now (0: none): the overload budget while a sustained share is refused.
+        Without a wait budget there is none in overload either (the queue bound alone holds)."""
+        if self.wait_budget_s > 0 and self.overload_budget_s > 0 and self.refused_share > OVERLOAD_SHARE:
             return self.overload_budget_s
         return self.wait_budget_s
 

@@ -102,8 +102,8 @@ class ServiceSettings(BaseSettings):
     search_wait_budget_ms: float = Field(default=40.0, ge=0)
     # ... but while searches are refused steadily (overload, not a burst: serving.gate), this
     # tighter budget: there an admitted search waits about the whole budget, and with 40 the
-    # admitted p99 at twice the sustainable rate was 69-107 ms (limit 100); with 25, 44-53 ms.
-    # 0: the one budget above throughout.
+    # admitted p99 at twice the sustainable rate was 67-107 ms (limit 100); with this one, 47-55 ms
+    # (RESULTS.md, sessions 19-20). 0: the one budget above throughout (none when that is 0).
     search_overload_budget_ms: float = Field(default=25.0, ge=0)
     # Searches that queued while one ran are run together, at most this many (one engine call:
     # serving.service.Service.search_batch).
