@@ -47,10 +47,10 @@ class ModelGate:
     longer than that (their count times the recent mean job time, over ``workers``). Unlike the
     shedder's samples, which come when a job *starts*, this sees a queue while it builds.
 
-    ``overload_budget_s`` (0: none) replaces a wait budget while the gate refuses a sustained share of the
-    arrivals (:data:`OVERLOAD_SHARE`): in steady overload an admitted request waits about the whole
-    budget, so a tight one keeps its latency low, while a burst at a normal rate still meets the
-    roomier one and is served rather than refused."""
+    ``overload_budget_s`` (0: none) replaces a wait budget while the gate refuses a sustained share
+    of the arrivals (:data:`OVERLOAD_SHARE`): in steady overload an admitted request waits about
+    the whole budget, so a tight one keeps its latency low, while a burst at a normal rate still
+    meets the roomier one and is served rather than refused."""
 
     def __init__(
         self,
@@ -81,6 +81,8 @@ class ModelGate:
         return self.wait_budget_s
 
     def _full(self) -> bool:
+        """Whether an arrival finds the gate full; called once per arrival, so it also counts the
+        decision in :attr:`refused_share`."""
         budget = self.budget_s()
         full = self.pending >= self.max_pending or (budget > 0 and self.expected_wait_s() > budget)
         self.refused_share += REFUSAL_WEIGHT * (float(full) - self.refused_share)

@@ -96,9 +96,9 @@ class ServiceSettings(BaseSettings):
     # ... and a search is refused (503) at once when the searches admitted before it would take
     # longer than this to run (their count times the recent mean search time): the wait of an
     # admitted search stays bounded under any overload (issue 5: p99 50 ms, 100 ms at 2x). 40, not
-    # 25: 25 held the admitted p99 at twice the sustainable rate to 44-53 ms where 40 reached
-    # 69-107 ms, but it refused a few searches at the 200/s target whenever other work slowed the
-    # CPU (RESULTS.md, session 5, and 0.25% in session 19). 0: no bound other than max_model_queue.
+    # 25, while the gate is calm: 25 refused a few searches at the 200/s target whenever other work
+    # slowed the CPU (RESULTS.md, session 5, and 0.25% in session 19); overload gets the tighter
+    # budget below. 0: no bound other than max_model_queue.
     search_wait_budget_ms: float = Field(default=40.0, ge=0)
     # ... but while searches are refused steadily (overload, not a burst: serving.gate), this
     # tighter budget: there an admitted search waits about the whole budget, and with 40 the
